@@ -1,9 +1,12 @@
 """Comparing a backend's outputs with PyTorch's, with one tolerance table per precision.
 
 Semantics (numpy.allclose): an element passes when ``|actual - expected| <= atol + rtol * |expected|``;
-an output passes when every element does and, where the precision sets one, the cosine similarity of
-the flattened tensors is at least ``min_cosine``. INT8 is judged by cosine and the allclose bound
-together, because a quantized graph is close in direction long before it is close element-wise.
+an output passes when every element does and, where the precision sets one, the cosine similarity
+of the flattened tensors is at least ``min_cosine``. Relative error is reported as
+``|actual - expected| / max(|expected|, atol)``: below ``atol`` the absolute bound governs, so an
+exact zero in the reference (every ReLU map has many) does not make the relative error meaningless.
+INT8 is judged by cosine and the allclose bound together, because a quantized graph is close in
+direction long before it is close element-wise.
 """
 
 from __future__ import annotations
@@ -86,7 +89,7 @@ def compare(
     e = np.asarray(expected, dtype=np.float64)
     nonfinite = int((~np.isfinite(a)).sum())
     diff = np.abs(a - e)
-    rel = diff / np.maximum(np.abs(e), np.finfo(np.float32).tiny)
+    rel = diff / np.maximum(np.abs(e), tol.atol)
     excess = diff - (tol.atol + tol.rtol * np.abs(e))
     worst = np.unravel_index(int(np.nanargmax(np.where(np.isnan(excess), np.inf, excess))),
                              a.shape) if a.size else ()

@@ -1,0 +1,34 @@
+# The environment is made here, not assumed: torch is installed first and pinned to the CPU build
+# (any other torch spec pulls GBs of CUDA packages), then the package and its extras.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+TORCH  := torch==2.13.0
+
+.PHONY: demo test test-slow matrix lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e '.[torch,dev]'
+	touch $(STAMP)
+
+## demo: export CBAM at opset 17, simplify, validate in ONNX Runtime vs PyTorch, re-check the golden file
+demo: $(STAMP)
+	$(BIN)/attn-export cbam --opset 17
+	$(BIN)/attn-export validate exports/cbam/cbam.onnx --golden exports/cbam/cbam.golden.npz
+
+## test: the default suite (under 15 minutes on 2 cores); slow matrix runs are excluded
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+## test-slow: the exhaustive block x opset x exporter x shape-mode matrix
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
+lint: $(STAMP)
+	$(BIN)/ruff check attn_export tests
+
+clean:
+	rm -rf $(VENV) exports build *.egg-info

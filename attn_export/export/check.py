@@ -1,0 +1,48 @@
+"""The structural checks every graph passes before anyone runs it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from attn_export.errors import ModelFileError
+
+
+def load_onnx(path: str | Path):
+    """Load an ONNX file, turning a missing, truncated or foreign file into a clear error."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"ONNX file {path} does not exist")
+    try:
+        model = onnx.load(str(path))
+    except (DecodeError, ValueError, RuntimeError, OSError) as exc:
+        raise ModelFileError(
+            f"{path} is not a readable ONNX model ({str(exc)[:200]}); it may be truncated: "
+            "re-export it with `attn-export BLOCK`"
+        ) from None
+    if not model.graph.node and not model.graph.input:
+        raise ModelFileError(f"{path} holds no graph; expected an ONNX model, re-export it")
+    return model
+
+
+def checked_onnx(path: str | Path):
+    """Full ``onnx.checker`` pass and strict shape inference; returns the inferred model."""
+    import onnx
+
+    model = load_onnx(path)
+    try:
+        onnx.checker.check_model(model, full_check=True)
+        return onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise ModelFileError(f"{path} fails the ONNX checker: {str(exc).splitlines()[0][:300]}") \
+            from None
+
+
+def op_types(model) -> dict[str, int]:
+    """Op type -> count over the graph, as the forbidden-construct tests read it."""
+    counts: dict[str, int] = {}
+    for node in model.graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return counts

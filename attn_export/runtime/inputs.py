@@ -1,0 +1,73 @@
+"""Validation inputs: the maps that break attention blocks in practice, seeded and reproducible.
+
+A gate that divides by a variance, an L2 norm or a softmax sum is only proven safe on the inputs that
+make those quantities vanish or explode, so every validation runs all of these kinds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from attn_export.errors import ValidationError
+
+INPUT_KINDS = ("normal", "relu_large", "constant", "zeros")
+
+
+def make_input(kind: str, shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    """One float32 map of ``kind``.
+
+    ``normal``: N(0, 1). ``relu_large``: post-ReLU activations of magnitude up to ~30, the range a
+    detection neck sees. ``constant``: every element 0.5 (zero variance everywhere). ``zeros``.
+    """
+    rng = np.random.default_rng(seed)
+    if kind == "normal":
+        return rng.standard_normal(shape, dtype=np.float32)
+    if kind == "relu_large":
+        return np.maximum(rng.standard_normal(shape, dtype=np.float32) * 10.0, 0.0)
+    if kind == "constant":
+        return np.full(shape, 0.5, dtype=np.float32)
+    if kind == "zeros":
+        return np.zeros(shape, dtype=np.float32)
+    raise ValidationError(f"unknown input kind {kind!r}; expected one of {', '.join(INPUT_KINDS)}")
+
+
+def standard_cases(shape: tuple[int, ...], seed: int = 0) -> list[tuple[str, np.ndarray]]:
+    """Every input kind at ``shape``, named ``kind@NxCxHxW``."""
+    return [(f"{kind}@{format_shape(shape)}", make_input(kind, shape, seed)) for kind in INPUT_KINDS]
+
+
+def extra_shapes(shape: tuple[int, int, int, int], dynamic: str) -> list[tuple[int, int, int, int]]:
+    """Two shapes other than the export shape, varying exactly the dims ``dynamic`` frees."""
+    n, c, h, w = shape
+    if dynamic == "none":
+        return []
+    if dynamic == "batch":
+        return [(n + 2, c, h, w), (n + 1, c, h, w)]
+    # Odd sizes and H != W catch kernels and reshapes baked from the export size.
+    return [(n + 2, c, h + 5, max(1, w - 3)), (n + 1, c, max(1, h // 2 + 1), w + 7)]
+
+
+def format_shape(shape: Iterable[int]) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def load_user_inputs(paths: Iterable[str | Path], channels: int) -> list[tuple[str, np.ndarray]]:
+    """User ``.npy`` maps, checked to be float32-castable NCHW with the block's channel count."""
+    cases = []
+    for path in paths:
+        try:
+            array = np.load(str(path), allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise ValidationError(f"cannot read input {path}: {exc}; expected a .npy file") from None
+        if array.ndim == 3:
+            array = array[None]
+        if array.ndim != 4 or array.shape[1] != channels:
+            raise ValidationError(
+                f"input {path} has shape {array.shape}; expected NxCxHxW (or CxHxW) with "
+                f"C={channels}, the block's channels"
+            )
+        cases.append((f"{Path(path).stem}@{format_shape(array.shape)}", array.astype(np.float32)))
+    return cases

@@ -1,0 +1,84 @@
+"""Running a backend over a golden file and judging it: shared by the export pipeline and
+``attn-export validate``, so both apply the same checks and tolerances."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from attn_export.errors import ModelFileError
+from attn_export.runtime.base import Runner
+from attn_export.runtime.compare import Comparison, compare
+from attn_export.runtime.golden import Golden
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the validation table: a backend on one input case."""
+
+    backend: str
+    case: str
+    comparison: Comparison
+
+    def to_dict(self) -> dict:
+        return {"backend": self.backend, "case": self.case, **self.comparison.to_dict()}
+
+
+def check_golden_fits(runner: Runner, golden: Golden) -> None:
+    """Refuse a golden file made for another model: input names, ranks and fixed dims must fit."""
+    spec = {s.name: s for s in runner.input_spec()}
+    for case in golden.cases:
+        if set(case.inputs) != set(spec):
+            raise ModelFileError(
+                f"golden case {case.name!r} has inputs {sorted(case.inputs)}, the model takes "
+                f"{sorted(spec)}: the golden file belongs to another model"
+            )
+        for name, array in case.inputs.items():
+            want = spec[name].shape
+            if len(want) != array.ndim or any(d is not None and d != a
+                                              for d, a in zip(want, array.shape)):
+                raise ModelFileError(
+                    f"golden case {case.name!r} input {name!r} has shape {array.shape}, the model "
+                    f"takes {spec[name].describe()}: the golden file belongs to another model or "
+                    "shape mode"
+                )
+
+
+def validate_runner(runner: Runner, golden: Golden, precision: str = "fp32") -> list[Row]:
+    """Run every golden case through ``runner`` and compare each output with PyTorch's."""
+    check_golden_fits(runner, golden)
+    rows = []
+    for case in golden.cases:
+        feed = {k: v.astype(np.dtype(s.dtype)) for k, v in case.inputs.items()
+                for s in runner.input_spec() if s.name == k}
+        outputs = runner.infer(feed)
+        for name, expected in case.outputs.items():
+            if name not in outputs:
+                raise ModelFileError(
+                    f"the model has no output {name!r} (it has {sorted(outputs)}); the golden file "
+                    "belongs to another model"
+                )
+            actual = outputs[name].astype(np.float32)
+            rows.append(Row(runner.name, case.name, compare(actual, expected, precision, name)))
+    return rows
+
+
+def format_table(rows: list[Row]) -> str:
+    """The table the CLI prints: one row per backend and case, the tolerance stated once."""
+    header = ("backend", "case", "max abs", "max rel", "mean abs", "cosine", "result")
+    body = [
+        (r.backend, r.case, f"{r.comparison.max_abs:.2e}", f"{r.comparison.max_rel:.2e}",
+         f"{r.comparison.mean_abs:.2e}", f"{r.comparison.cosine:.6f}",
+         "pass" if r.comparison.passed else
+         ("FAIL (non-finite)" if r.comparison.nonfinite else "FAIL"))
+        for r in rows
+    ]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(line, widths)) for line in (header, *body)]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    if rows:
+        t = rows[0].comparison.tolerance
+        lines.append(f"tolerance: |actual - torch| <= {t.atol:g} + {t.rtol:g} * |torch| elementwise"
+                     f", cosine >= {t.min_cosine:g}")
+    return "\n".join(lines)

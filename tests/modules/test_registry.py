@@ -1,0 +1,80 @@
+"""Every registry entry can be built, run and swapped (STYLE 7: timm once shipped one that
+could not be constructed)."""
+
+import pytest
+import torch
+
+from attn_export.errors import BlockConfigError, UnknownBlockError
+from attn_export.modules.factory import create_block, to_deploy
+from attn_export.modules.registry import BLOCKS, SHAPE_MODES, block_class, block_info, list_blocks
+from tests.conftest import channels_for
+
+HAZARDS = {f"H{i}" for i in range(1, 13)} | {"F1", "F2"}
+
+
+def _kwargs(name):
+    return {"input_size": (9, 11)} if BLOCKS[name].needs_geometry else {}
+
+
+@pytest.mark.parametrize("name", list_blocks())
+def test_entry_metadata_is_consistent(name):
+    info = BLOCKS[name]
+    assert info.tier in (1, 2, 3) and info.paper
+    assert set(info.shape_modes) <= set(SHAPE_MODES) and info.shape_modes[0] == "none"
+    assert set(info.hazards) <= HAZARDS
+    if info.shape_modes != SHAPE_MODES:
+        assert info.refusal, f"{name} refuses a shape mode without saying why"
+
+
+@pytest.mark.parametrize("name", list_blocks())
+def test_both_forms_build_run_and_swap(name):
+    c = channels_for(name)
+    torch.manual_seed(0)
+    ref = create_block(name, c, "reference").eval()
+    x = torch.randn(2, c, 9, 11)
+    with torch.no_grad():
+        expected = ref(x)
+        deployed = to_deploy(ref, **_kwargs(name)).eval()
+        assert type(deployed) is block_class(name, "deploy")
+        assert set(deployed.state_dict()) == set(ref.state_dict())
+        torch.testing.assert_close(deployed(x), expected, atol=1e-5, rtol=1e-4)
+    assert expected.shape == x.shape
+
+
+@pytest.mark.parametrize("name", list_blocks())
+def test_to_deploy_swaps_inside_a_network(name):
+    c = channels_for(name)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, c, 3, padding=1),
+                              create_block(name, c, "reference"), torch.nn.ReLU()).eval()
+    x = torch.randn(1, 3, 9, 11)
+    with torch.no_grad():
+        expected = net(x)
+        to_deploy(net, **_kwargs(name))
+        assert isinstance(net[1], block_class(name, "deploy"))
+        torch.testing.assert_close(net(x), expected, atol=1e-5, rtol=1e-4)
+
+
+def test_unknown_block_lists_valid_names():
+    with pytest.raises(UnknownBlockError, match="expected one of: .*cbam"):
+        block_info("cbma")
+
+
+def test_unknown_kwarg_names_the_accepted_ones():
+    with pytest.raises(BlockConfigError, match="unknown argument.*reductoin.*takes: .*reduction"):
+        create_block("se", 64, reductoin=8)
+
+
+@pytest.mark.parametrize("channels", [0, -3, 2.5, True])
+def test_bad_channels(channels):
+    with pytest.raises(BlockConfigError, match="channels"):
+        create_block("se", channels)
+
+
+def test_bottleneck_too_narrow_is_explained():
+    with pytest.raises(BlockConfigError, match="bottleneck of 0 channels"):
+        create_block("se", 8, reduction=16)
+
+
+def test_unknown_variant():
+    with pytest.raises(BlockConfigError, match="deploy' or 'reference"):
+        create_block("se", 64, "fast")
