@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 TORCH  := torch==2.13.0
 
-.PHONY: demo test test-slow matrix lint clean
+.PHONY: demo test test-slow readme lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: $(STAMP)
 ## test-slow: the exhaustive block x opset x exporter x shape-mode matrix
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
+
+## readme: regenerate the README's block table from the registry
+readme: $(STAMP)
+	$(BIN)/python tools/update_readme.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check attn_export tests

@@ -134,10 +134,26 @@ def export_command(block, opset, exporter, dynamic, simplifier, channels, input_
         _fail(f"{block}: ONNX Runtime differs from PyTorch beyond tolerance (see the table)")
 
 
+def markdown_table() -> str:
+    """The README's block table, generated from the registry (a test keeps the README in sync)."""
+    lines = ["| block | tier | shape modes | hazards handled | checkpoint sources | paper |",
+             "|---|---|---|---|---|---|"]
+    for n in list_blocks():
+        info = BLOCKS[n]
+        lines.append(f"| `{n}` | {info.tier} | {', '.join(info.shape_modes)} | "
+                     f"{', '.join(info.hazards) or '-'} | {', '.join(('reference', *info.sources))} "
+                     f"| {info.paper} |")
+    return "\n".join(lines)
+
+
 @main.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def list_command(as_json: bool) -> None:
+@click.option("--markdown", is_flag=True, help="The README's table.")
+def list_command(as_json: bool, markdown: bool) -> None:
     """List the blocks: name, tier, shape modes, hazards handled."""
+    if markdown:
+        click.echo(markdown_table())
+        return
     if as_json:
         click.echo(json.dumps({n: {"tier": BLOCKS[n].tier, "shape_modes": BLOCKS[n].shape_modes,
                                    "hazards": BLOCKS[n].hazards, "sources": BLOCKS[n].sources,
