@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 TORCH  := torch==2.13.0
 
-.PHONY: demo test test-slow readme lint clean
+.PHONY: demo test test-slow matrix readme lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: $(STAMP)
 ## test-slow: the exhaustive block x opset x exporter x shape-mode matrix
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
+
+## matrix: measure every block x form x exporter x opset x shape mode and print the outcomes
+matrix: $(STAMP)
+	$(BIN)/python tools/export_matrix.py
 
 ## readme: regenerate the README's block table from the registry
 readme: $(STAMP)

@@ -75,7 +75,8 @@ def format_table(rows: list[Row]) -> str:
         for r in rows
     ]
     widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(line, widths)) for line in (header, *body)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip()
+             for line in (header, *body)]
     lines.insert(1, "  ".join("-" * w for w in widths))
     if rows:
         t = rows[0].comparison.tolerance
