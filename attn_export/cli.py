@@ -189,3 +189,35 @@ def validate_command(model: Path, golden: Path, precision: str) -> None:
     click.echo(format_table(rows))
     if not all(r.comparison.passed for r in rows):
         _fail(f"{model} differs from the golden outputs beyond the {precision} tolerance")
+
+
+def parse_trt_version(_ctx, _param, value: str) -> str:
+    """``10.3.0.26`` -> ``10.3``; a version without a support table is a bad flag (exit 2)."""
+    from attn_export.export.lint import UnknownTrtVersionError, resolve_trt_version
+
+    try:
+        return resolve_trt_version(value)
+    except UnknownTrtVersionError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@main.command("lint")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--trt", "trt_version", default="10.3", show_default=True, callback=parse_trt_version,
+              help="TensorRT version: 8.5, 10.3, 10.15 (10, 10.x), 11.0, 11.5 (11, 11.x).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
+@handle_errors
+def lint_command(model: Path, trt_version: str, as_json: bool) -> None:
+    """Say whether TensorRT's ONNX parser will accept MODEL, node by node (no TensorRT needed)."""
+    from attn_export.export.lint import lint_onnx
+
+    report = lint_onnx(model, trt_version)
+    if as_json:
+        click.echo(report.to_json())
+    else:
+        click.echo(report.table())
+        for note in report.notes:
+            click.echo(f"note: {note}")
+        click.echo(report.summary())
+    if not report.passed:
+        sys.exit(1)
