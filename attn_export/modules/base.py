@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import nn
 
 from attn_export.errors import BlockConfigError
@@ -32,3 +33,13 @@ def reduced_channels(channels: int, reduction: int | float, block: str, minimum:
             f"{hidden} channels (needs >= {minimum}); use more channels or a smaller reduction"
         )
     return hidden
+
+
+def pixel_count(x: torch.Tensor) -> torch.Tensor:
+    """H*W of ``x`` as an ``(N, 1, 1, 1)`` tensor computed in the graph.
+
+    Element-wise ops and a ReduceSum only: no Shape/Gather arithmetic (H11), so the count follows
+    dynamic H/W in any runtime. In FP16 it saturates to ``inf`` above 65504 pixels; callers only
+    use ``1 / count``, which then becomes 0, the right limit.
+    """
+    return (x[:, :1] * 0.0 + 1.0).sum((2, 3), keepdim=True)

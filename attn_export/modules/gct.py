@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from attn_export.errors import BlockConfigError
-from attn_export.modules.base import AttentionBlock
+from attn_export.modules.base import AttentionBlock, pixel_count
 
 MODES = ("l2", "l1")
 
@@ -71,16 +71,6 @@ class GCTReference(_GCTParams):
             norm = self.gamma / (torch.abs(embedding).mean(dim=1, keepdim=True) + self.epsilon)
         gate = 1.0 + torch.tanh(embedding * norm + self.beta)
         return x * gate
-
-
-def pixel_count(x: torch.Tensor) -> torch.Tensor:
-    """H*W of ``x`` as an ``(N, 1, 1, 1)`` tensor computed in the graph.
-
-    Element-wise ops and a ReduceSum only: no Shape/Gather arithmetic (H11), so the count follows
-    dynamic H/W in any runtime. In FP16 it saturates to ``inf`` above 65504 pixels; callers only
-    use ``1 / count``, which then becomes 0, the right limit.
-    """
-    return (x[:, :1] * 0.0 + 1.0).sum((2, 3), keepdim=True)
 
 
 def _nonzero(d: torch.Tensor) -> torch.Tensor:

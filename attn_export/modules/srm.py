@@ -21,8 +21,7 @@ import torch
 from torch import nn
 
 from attn_export.errors import BlockConfigError
-from attn_export.modules.base import AttentionBlock
-from attn_export.modules.gct import pixel_count
+from attn_export.modules.base import AttentionBlock, pixel_count
 
 
 class _SRMParams(AttentionBlock):

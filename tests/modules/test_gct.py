@@ -9,8 +9,9 @@ from torch import nn
 
 from attn_export.errors import BlockConfigError
 from attn_export.export.onnx_from_torch import onnx_from_torch
+from attn_export.modules.base import pixel_count
 from attn_export.modules.checkpoints import load_pretrained
-from attn_export.modules.gct import GCT, GCTReference, pixel_count
+from attn_export.modules.gct import GCT, GCTReference
 from attn_export.modules.registry import block_info
 
 MODES = [("l2", False), ("l1", False), ("l1", True)]

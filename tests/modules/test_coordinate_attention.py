@@ -1,0 +1,174 @@
+"""CoordAtt: reference == official code, deploy == reference (eval and train), dynamic H/W."""
+
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from torch import nn
+
+from attn_export.errors import BlockConfigError, CheckpointError
+from attn_export.export.onnx_from_torch import onnx_from_torch
+from attn_export.modules.checkpoints import load_pretrained
+from attn_export.modules.coordinate_attention import CoordAtt, CoordAttReference, h_swish
+from attn_export.modules.registry import block_info
+
+SHAPES = [(1, 7, 9), (3, 13, 5), (3, 16, 16), (1, 1, 1)]
+
+
+class SeedHSigmoid(nn.Module):
+    def __init__(self, inplace=True):
+        super().__init__()
+        self.relu = nn.ReLU6(inplace=inplace)
+
+    def forward(self, x):
+        return self.relu(x + 3) / 6
+
+
+class SeedHSwish(nn.Module):
+    def __init__(self, inplace=True):
+        super().__init__()
+        self.sigmoid = SeedHSigmoid(inplace=inplace)
+
+    def forward(self, x):
+        return x * self.sigmoid(x)
+
+
+class SeedCoordAtt(nn.Module):
+    """Seed ``channel-spatial-attention.md`` CoordAtt (= houqb/CoordAttention ``coordatt.py``)."""
+
+    def __init__(self, inp, oup, reduction=32):
+        super().__init__()
+        self.pool_h = nn.AdaptiveAvgPool2d((None, 1))
+        self.pool_w = nn.AdaptiveAvgPool2d((1, None))
+        mip = max(8, inp // reduction)
+        self.conv1 = nn.Conv2d(inp, mip, kernel_size=1, stride=1, padding=0)
+        self.bn1 = nn.BatchNorm2d(mip)
+        self.act = SeedHSwish()
+        self.conv_h = nn.Conv2d(mip, oup, kernel_size=1, stride=1, padding=0)
+        self.conv_w = nn.Conv2d(mip, oup, kernel_size=1, stride=1, padding=0)
+
+    def forward(self, x):
+        identity = x
+        n, c, h, w = x.size()
+        x_h = self.pool_h(x)
+        x_w = self.pool_w(x).permute(0, 1, 3, 2)
+        y = torch.cat([x_h, x_w], dim=2)
+        y = self.conv1(y)
+        y = self.bn1(y)
+        y = self.act(y)
+        x_h, x_w = torch.split(y, [h, w], dim=2)
+        x_w = x_w.permute(0, 1, 3, 2)
+        a_h = self.conv_h(x_h).sigmoid()
+        a_w = self.conv_w(x_w).sigmoid()
+        return identity * a_w * a_h
+
+
+def _randomised(module: nn.Module, seed: int = 0) -> nn.Module:
+    """Trained-looking weights and BN statistics (identity BN would hide a per-strip mistake)."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.normal_(0.0, 0.5)
+        module.bn1.running_mean.normal_(0.0, 0.5)
+        module.bn1.running_var.uniform_(0.5, 2.0)
+    return module.eval()
+
+
+def _pair(channels, reduction):
+    ref = _randomised(CoordAttReference(channels, reduction=reduction))
+    dep = CoordAtt(channels, reduction=reduction).eval()
+    dep.load_state_dict(ref.state_dict(), strict=True)
+    return ref, dep
+
+
+@pytest.mark.parametrize("channels,reduction", [(16, 32), (64, 4)], ids=["mip8", "mip16"])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_deploy_equals_reference(channels, reduction, shape):
+    ref, dep = _pair(channels, reduction)
+    x = torch.randn(shape[0], channels, *shape[1:])
+    with torch.no_grad():
+        torch.testing.assert_close(dep(x), ref(x), atol=1e-5, rtol=1e-5)
+
+
+def test_training_mode_matches_including_batch_statistics():
+    # BN batch statistics span both strips at once; the deploy form must not update them twice.
+    ref, dep = _pair(32, 4)
+    ref.train()
+    dep.train()
+    x = torch.randn(4, 32, 11, 6)
+    torch.testing.assert_close(dep(x), ref(x), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(dep.bn1.running_mean, ref.bn1.running_mean)
+    torch.testing.assert_close(dep.bn1.running_var, ref.bn1.running_var)
+    assert dep.bn1.num_batches_tracked == ref.bn1.num_batches_tracked == 1
+
+
+def test_seed_state_dict_loads_strictly_and_matches():
+    seed = _randomised(SeedCoordAtt(48, 48, reduction=4))
+    ref = CoordAttReference(48, reduction=4).eval()
+    ref.load_state_dict(seed.state_dict(), strict=True)
+    x = torch.randn(2, 48, 9, 7)
+    with torch.no_grad():
+        torch.testing.assert_close(ref(x), seed(x), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("channels,reduction", [(48, 4), (64, 32), (200, 3)])
+def test_hyperparams_rebuild_the_widths(channels, reduction):
+    seed = _randomised(SeedCoordAtt(channels, channels, reduction=reduction))
+    block = load_pretrained("coordatt", seed.state_dict())
+    assert block.init_args["channels"] == channels
+    assert block.conv1.out_channels == seed.conv1.out_channels
+    x = torch.randn(2, channels, 5, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), seed(x), atol=1e-5, rtol=1e-5)
+
+
+def test_mismatched_gate_width_in_checkpoint_is_refused():
+    sd = _randomised(SeedCoordAtt(32, 16)).state_dict()
+    with pytest.raises(CheckpointError, match="must match"):
+        load_pretrained("coordatt", sd)
+
+
+@pytest.mark.parametrize("cls", [CoordAttReference, CoordAtt])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [({"oup": 8}, "oup must equal channels"), ({"reduction": 0}, "reduction must be"),
+     ({"reduction": 2.5}, "reduction must be"), ({"channels": 0}, "channels must be")],
+    ids=["oup", "reduction0", "reduction-float", "channels"],
+)
+def test_bad_args_raise(cls, kwargs, match):
+    args = {"channels": 16, **kwargs}
+    with pytest.raises(BlockConfigError, match=match):
+        cls(**args)
+
+
+def test_oup_equal_to_channels_is_accepted():
+    assert CoordAtt(16, oup=16).conv_h.out_channels == 16
+
+
+def test_h_swish_matches_its_definition():
+    x = torch.linspace(-5, 5, 101)
+    torch.testing.assert_close(h_swish()(x), x * torch.clamp(x + 3, 0, 6) / 6)
+
+
+@pytest.mark.parametrize("fill", [0.0, 2.0])
+def test_finite_on_zero_and_constant_maps(fill):
+    _, dep = _pair(16, 32)
+    with torch.no_grad():
+        assert torch.isfinite(dep(torch.full((2, 16, 7, 5), fill))).all()
+
+
+def test_export_with_dynamic_hw_matches_at_other_sizes(tmp_path):
+    # H2: the seed's AdaptiveAvgPool2d((None, 1)) bakes the export size into the graph. (The
+    # registry matrix in tests/export runs the dynamo exporter and the other opsets.)
+    _, dep = _pair(32, 4)
+    path = onnx_from_torch(dep, (2, 32, 16, 16), tmp_path / "ca.onnx", opset=11,
+                           exporter="torchscript", dynamic="all")
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert not ops & set(block_info("coordatt").extra["forbidden_ops"])
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    for shape in ((3, 32, 9, 13), (1, 32, 24, 20)):
+        x = torch.randn(shape)
+        got = torch.from_numpy(session.run(None, {name: x.numpy()})[0])
+        with torch.no_grad():
+            torch.testing.assert_close(got, dep(x), atol=1e-5, rtol=1e-5)
