@@ -68,6 +68,22 @@ def parse_sets(_ctx, _param, values: tuple[str, ...]) -> dict:
     return kwargs
 
 
+def parse_target_trt(_ctx, _param, value: str | None) -> str | None:
+    """``--trt-version 10.3`` for the precision plan; unreadable versions are bad flags (exit 2)."""
+    if value is None:
+        return None
+    from attn_export.errors import ValidationError
+    from attn_export.export.precision import parse_trt_version
+
+    try:
+        major, minor, patch = parse_trt_version(value)
+    except ValidationError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if major < 10:
+        raise click.BadParameter(f"TensorRT {value} is not supported; expected 10.x or 11.x")
+    return f"{major}.{minor}.{patch}"
+
+
 class BlockGroup(click.Group):
     """``attn-export cbam ...`` runs ``attn-export export cbam ...``: the block is the command."""
 
@@ -112,14 +128,31 @@ def main() -> None:
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where to write BLOCK.onnx, BLOCK.golden.npz, report.json [exports/BLOCK].")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32",
+              show_default=True, help="Also write BLOCK.fp16.onnx / BLOCK.int8.onnx (Q/DQ) and "
+              "validate it on ONNX Runtime CPU; the engine's precision with --engine.")
+@click.option("--engine", is_flag=True,
+              help="Also build BLOCK.PRECISION.engine with TensorRT and validate it (needs a GPU).")
+@click.option("--calib-data", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="INT8 calibration inputs: a folder of .npy maps (default: seeded samples).")
+@click.option("--quantize-gates", is_flag=True,
+              help="INT8: quantize sigmoid gates and their multiply too (F2: off by default).")
+@click.option("--trt-version", "target_trt", callback=parse_target_trt,
+              help="TensorRT the precision plan targets, e.g. 10.3 (JetPack 6) or 11.0 "
+              "[the installed one, else 10.3].")
 @handle_errors
 def export_command(block, opset, exporter, dynamic, simplifier, channels, input_shape, variant,
-                   kwargs, inputs, output_dir, seed):
+                   kwargs, inputs, output_dir, seed, precision, engine, calib_data,
+                   quantize_gates, target_trt):
     """Export BLOCK to ONNX, simplify, check, and validate it against PyTorch."""
     block_info(block)  # unknown names fail here, before torch is imported
     from attn_export.export.pipeline import ExportRequest, export_block
     from attn_export.runtime.validate import format_table
 
+    if engine:  # fail before the export, not after it, on a machine without TensorRT
+        from attn_export.runtime.tensorrt_runner import import_tensorrt
+
+        import_tensorrt()
     result = export_block(ExportRequest(
         block=block, channels=channels, input_shape=input_shape, opset=opset, exporter=exporter,
         dynamic=dynamic, simplifier=simplifier, variant=variant, kwargs=kwargs,
@@ -132,6 +165,85 @@ def export_command(block, opset, exporter, dynamic, simplifier, channels, input_
     click.echo(f"wrote {result.onnx_path}, {result.golden_path}, {result.report_path}")
     if not result.passed:
         _fail(f"{block}: ONNX Runtime differs from PyTorch beyond tolerance (see the table)")
+    if precision != "fp32":
+        _reduced_precision(result.onnx_path, result.golden_path, precision, calib_data,
+                           quantize_gates, target_trt, seed)
+    if engine:
+        from attn_export.export.engine_from_onnx import BuildOptions
+
+        _build_and_validate(result.onnx_path, BuildOptions(
+            precision=precision, shape_mode=dynamic, calib_data=calib_data,
+            quantize_gates=quantize_gates), result.golden_path, target_trt)
+
+
+def _echo_warnings(caught) -> None:
+    for w in caught:
+        click.echo(f"warning: {w.message}", err=True)
+
+
+def _reduced_precision(onnx_path, golden_path, precision, calib_data, quantize_gates,
+                       target_trt, seed) -> None:
+    """Write and validate BLOCK.fp16.onnx / BLOCK.int8.onnx; exit 1 beyond tolerance."""
+    import warnings
+
+    from attn_export.export.precision import precision_onnx_from_export
+    from attn_export.runtime.validate import format_table
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = precision_onnx_from_export(onnx_path, golden_path, precision, calib_data,
+                                         quantize_gates, target_trt or _installed_trt(), seed=seed)
+    _echo_warnings(caught)
+    click.echo(f"{precision} graph -> {out.path}  ({len(out.kept_float)} nodes kept float"
+               + (f"; calibration: {out.calibration}" if out.calibration else "") + ")")
+    for note in out.plan.notes:
+        click.echo(f"TensorRT {'.'.join(map(str, out.plan.trt_version))} plan: {note}")
+    click.echo(format_table(out.rows))
+    if not out.passed:
+        _fail(f"{out.path} differs from PyTorch beyond the {precision} tolerance (see the table)")
+
+
+def _installed_trt() -> str:
+    """The installed TensorRT's version, else 10.3 (JetPack 6), for planning without a GPU."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("tensorrt")
+    except importlib.metadata.PackageNotFoundError:
+        return "10.3"
+
+
+def _build_and_validate(onnx_path, options, golden_path, target_trt, output=None) -> None:
+    """Build the engine, print where it went, validate it against the golden file if any."""
+    import warnings
+
+    from attn_export.export.engine_from_onnx import build_engine
+    from attn_export.runtime.golden import load_golden
+    from attn_export.runtime.tensorrt_runner import TensorRTRunner
+    from attn_export.runtime.validate import format_table, validate_runner
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        built = build_engine(onnx_path, options, output)
+    _echo_warnings(caught)
+    if target_trt and built.plan.trt_version[0] != int(target_trt.split(".")[0]):
+        click.echo(f"warning: --trt-version {target_trt} but TensorRT "
+                   f"{built.sidecar.built_with['tensorrt']} built the engine", err=True)
+    s = built.sidecar
+    click.echo(f"engine -> {built.engine_path} ({s.engine['bytes']} bytes, {s.precision}, "
+               f"TensorRT {s.built_with['tensorrt']}, {s.built_with['gpu']} sm"
+               f"{s.built_with['compute_capability']}, built in {s.build_time_s:.1f} s)")
+    for note in built.notes:
+        click.echo(f"plan: {note}")
+    click.echo(f"sidecar -> {built.sidecar_path}")
+    if golden_path is None or not Path(golden_path).is_file():
+        click.echo("no golden file beside the model: engine not validated (pass --golden)")
+        return
+    with TensorRTRunner(built.engine_path) as runner:
+        rows = validate_runner(runner, load_golden(golden_path), s.precision)
+    click.echo(format_table(rows))
+    if not all(r.comparison.passed for r in rows):
+        _fail(f"{built.engine_path} differs from PyTorch beyond the {s.precision} tolerance")
 
 
 def markdown_table() -> str:
@@ -172,23 +284,76 @@ def list_command(as_json: bool, markdown: bool) -> None:
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--golden", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="The BLOCK.golden.npz written at export time.")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32",
-              show_default=True, help="Tolerance row to judge by.")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]),
+              help="Tolerance row to judge by [an engine's sidecar precision; fp16 for a float16 "
+              "ONNX, int8 for a Q/DQ ONNX, else fp32].")
 @handle_errors
-def validate_command(model: Path, golden: Path, precision: str) -> None:
-    """Check MODEL against the golden outputs (needs no torch)."""
-    from attn_export.export.check import load_onnx
+def validate_command(model: Path, golden: Path, precision: str | None) -> None:
+    """Check MODEL (.onnx or TensorRT .engine) against the golden outputs (needs no torch)."""
+    from attn_export.export.precision import validation_runner
     from attn_export.runtime.golden import load_golden
-    from attn_export.runtime.onnxruntime_runner import OnnxRuntimeRunner
     from attn_export.runtime.validate import format_table, validate_runner
 
-    load_onnx(model)  # a missing or truncated file fails with its own message
+    runner, inferred = validation_runner(model)  # a missing or truncated file fails here
+    precision = precision or inferred
     gold = load_golden(golden)
-    with OnnxRuntimeRunner(model) as runner:
+    with runner:
         rows = validate_runner(runner, gold, precision)
     click.echo(format_table(rows))
     if not all(r.comparison.passed for r in rows):
         _fail(f"{model} differs from the golden outputs beyond the {precision} tolerance")
+
+
+@main.command("build")
+@click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp16",
+              show_default=True)
+@click.option("--fp16-mode", type=click.Choice(["typed", "flag"]), default="typed",
+              show_default=True, help="typed: the float16 ONNX, strongly typed (10.x, 11.x); "
+              "flag: BuilderFlag.FP16 on the FP32 graph (10.x only).")
+@click.option("--calib-data", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="INT8 calibration inputs: a folder of .npy maps (default: seeded samples).")
+@click.option("--quantize-gates", is_flag=True, help="INT8: quantize sigmoid gates too (F2).")
+@click.option("--min-shape", help="Profile minimum, e.g. 1x64x16x16 or input:1x64x16x16.")
+@click.option("--opt-shape", help="Profile optimum [the export shape].")
+@click.option("--max-shape", help="Profile maximum.")
+@click.option("--workspace", type=int, default=1024, show_default=True,
+              help="Workspace memory-pool limit, MiB.")
+@click.option("--timing-cache", type=click.Path(dir_okay=False, path_type=Path),
+              help="Timing cache file [per TensorRT version and GPU, in ~/.cache/attn-export].")
+@click.option("--no-timing-cache", is_flag=True, help="Build without loading or saving a cache.")
+@click.option("--version-compatible", is_flag=True,
+              help="Plan that later TensorRT versions can run (BuilderFlag.VERSION_COMPATIBLE).")
+@click.option("--exclude-lean-runtime", is_flag=True,
+              help="With --version-compatible: leave the lean runtime out of the plan.")
+@click.option("--hardware-compatibility",
+              type=click.Choice(["none", "ampere_plus", "same_compute_capability"]),
+              default="none", show_default=True, help="Run on other GPUs (not on JetPack).")
+@click.option("--optimization-level", type=click.IntRange(0, 5),
+              help="Builder optimization level [TensorRT's default, 3].")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Engine path [MODEL's folder, BLOCK.PRECISION.engine].")
+@click.option("--golden", type=click.Path(dir_okay=False, path_type=Path),
+              help="Validate against this golden file [BLOCK.golden.npz beside MODEL, if any].")
+@handle_errors
+def build_command(model, precision, fp16_mode, calib_data, quantize_gates, min_shape, opt_shape,
+                  max_shape, workspace, timing_cache, no_timing_cache, version_compatible,
+                  exclude_lean_runtime, hardware_compatibility, optimization_level, output,
+                  golden):
+    """Build a TensorRT engine from MODEL.onnx with a JSON sidecar, then validate it."""
+    from attn_export.export.engine_from_onnx import BuildOptions
+
+    options = BuildOptions(
+        precision=precision, fp16_mode=fp16_mode, workspace_mib=workspace, min_shapes=min_shape,
+        opt_shapes=opt_shape, max_shapes=max_shape, timing_cache=timing_cache,
+        use_timing_cache=not no_timing_cache, version_compatible=version_compatible,
+        exclude_lean_runtime=exclude_lean_runtime, hardware_compatibility=hardware_compatibility,
+        optimization_level=optimization_level, calib_data=calib_data,
+        quantize_gates=quantize_gates)
+    if golden is None:
+        stem = model.name.split(".")[0]
+        golden = model.with_name(f"{stem}.golden.npz")
+    _build_and_validate(model, options, golden, None, output)
 
 
 def parse_trt_version(_ctx, _param, value: str) -> str:

@@ -1,7 +1,6 @@
 """The README is generated where it can be and checked where it cannot."""
 
 import re
-from pathlib import Path
 
 from tools.update_readme import README, updated
 

@@ -30,10 +30,17 @@ class Tolerance:
 TOLERANCES: dict[str, Tolerance] = {
     # FP32 graphs differ from eager PyTorch only by op order and fused kernels.
     "fp32": Tolerance(atol=1e-5, rtol=1e-4, min_cosine=0.99999),
-    # FP16 keeps ~3 decimal digits; sigmoid gates and reductions over H*W add a few ulps.
-    "fp16": Tolerance(atol=2e-3, rtol=2e-2, min_cosine=0.9995),
-    # INT8 with per-tensor activations: judged mainly on direction, loosely element-wise.
-    "int8": Tolerance(atol=0.1, rtol=0.2, min_cosine=0.98),
+    # FP16 keeps ~3 decimal digits; sigmoid gates and reductions over H*W add a few ulps. atol is
+    # two FP16 ulps at the golden maps' magnitude (relu_large reaches 32..64, ulp 2^-5): a small
+    # output computed from large intermediates carries their rounding (measured, FP16-rounding ORT:
+    # lka 3.5e-2, mhsa 4.5e-2 at 32x32, error <= 5e-3 of the output range, cosine >= 0.999998).
+    "fp16": Tolerance(atol=6e-2, rtol=2e-2, min_cosine=0.9995),
+    # INT8 with per-tensor activations: judged mainly on direction, loosely element-wise. The
+    # golden maps span 0.5 to ~40, so one calibrated scale has a step of ~40/127 = 0.31 (atol);
+    # measured (onnxruntime 1.31, seeded calibration, gates float, 16x16 and 32x32 maps): 14 of
+    # 19 blocks pass at both sizes (not gc, lka, mhsa, sk, scse); cbam's correct Q/DQ graph has
+    # cosine >= 0.9993, with its gates quantized (F2) it drops to 0.946 and fails.
+    "int8": Tolerance(atol=0.35, rtol=0.25, min_cosine=0.97),
 }
 
 
