@@ -199,6 +199,12 @@ def _reduced_precision(onnx_path, golden_path, precision, calib_data, quantize_g
     for note in out.plan.notes:
         click.echo(f"TensorRT {'.'.join(map(str, out.plan.trt_version))} plan: {note}")
     click.echo(format_table(out.rows))
+    from attn_export.export.pipeline import add_to_report
+
+    add_to_report(Path(onnx_path).parent / "report.json", precision, {
+        "file": out.path.name, "passed": out.passed, "calibration": out.calibration,
+        "kept_float": len(out.kept_float), "plan_notes": list(out.plan.notes),
+        "metrics": [r.to_dict() for r in out.rows]})
     if not out.passed:
         _fail(f"{out.path} differs from PyTorch beyond the {precision} tolerance (see the table)")
 

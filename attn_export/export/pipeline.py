@@ -239,3 +239,13 @@ def build_report(req, rows, timings, raw_ops, final_ops, onnx_path, golden_path)
         "timings_s": timings,
         "passed": all(r.comparison.passed for r in rows),
     }
+
+
+def add_to_report(report_path: str | Path, key: str, value: Any) -> dict:
+    """Record a later stage (a reduced-precision graph, an engine) in an export's report.json."""
+    report_path = Path(report_path)
+    report = json.loads(report_path.read_text()) if report_path.is_file() else {}
+    report[key] = value
+    report["passed"] = report.get("passed", True) and value.get("passed", True)
+    write_text_atomic(report_path, json.dumps(report, indent=2) + "\n")
+    return report

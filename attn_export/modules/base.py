@@ -26,6 +26,8 @@ def reduced_channels(channels: int, reduction: int | float, block: str, minimum:
     """``channels // reduction``, refusing widths that would leave an empty bottleneck."""
     if channels < 1:
         raise BlockConfigError(f"{block}: channels must be >= 1, got {channels}")
+    if not isinstance(reduction, (int, float)) or isinstance(reduction, bool) or reduction <= 0:
+        raise BlockConfigError(f"{block}: reduction must be a positive number, got {reduction!r}")
     hidden = int(channels // reduction)
     if hidden < minimum:
         raise BlockConfigError(

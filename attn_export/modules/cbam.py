@@ -1,10 +1,12 @@
 """CBAM: Convolutional Block Attention Module (Woo et al., ECCV 2018, arXiv:1807.06521).
 
 Reference follows the seed ``attention-in-small-object-detection.md`` cbam_block: a channel gate
-(shared 1x1-conv MLP over average- and max-pooled maps, no biases) then a spatial gate (7x7 conv over
-the channel-wise [mean, max] maps). The official Jongchan/attention-module layout (Linear MLP with
-biases, BatchNorm in the spatial gate, [max, mean] order) and timm's load through
-``convert_state_dict``.
+(shared 1x1-conv MLP over average- and max-pooled maps, no biases) then a spatial gate (7x7 conv
+over the channel-wise [mean, max] maps). The official Jongchan/attention-module layout (Linear MLP
+with biases, BatchNorm in the spatial gate, [max, mean] order) and timm's load through
+``convert_state_dict``: ``mlp_bias=True`` / ``spatial_bias=True`` (not in the seed, off by default)
+give the MLP and the spatial conv the biases those layouts have, the eval-mode BatchNorm of the
+spatial gate is folded into the conv, and the [max, mean] input channels are swapped.
 """
 
 from __future__ import annotations
@@ -18,21 +20,23 @@ from attn_export.modules.base import AttentionBlock, reduced_channels
 
 def _spatial_padding(kernel_size: int) -> int:
     if kernel_size not in (3, 7):
-        raise BlockConfigError(f"cbam: kernel_size must be 3 or 7 (as published), got {kernel_size}")
+        raise BlockConfigError(
+            f"cbam: kernel_size must be 3 or 7 (as published), got {kernel_size}"
+        )
     return 3 if kernel_size == 7 else 1
 
 
 class ChannelAttention(nn.Module):
     """Channel gate of the seed code (keys ``fc1``, ``fc2``)."""
 
-    def __init__(self, in_planes: int, ratio: int = 8) -> None:
+    def __init__(self, in_planes: int, ratio: int = 8, bias: bool = False) -> None:
         super().__init__()
         hidden = reduced_channels(in_planes, ratio, "cbam")
         self.avg_pool = nn.AdaptiveAvgPool2d(1)
         self.max_pool = nn.AdaptiveMaxPool2d(1)
-        self.fc1 = nn.Conv2d(in_planes, hidden, 1, bias=False)
+        self.fc1 = nn.Conv2d(in_planes, hidden, 1, bias=bias)
         self.relu1 = nn.ReLU()
-        self.fc2 = nn.Conv2d(hidden, in_planes, 1, bias=False)
+        self.fc2 = nn.Conv2d(hidden, in_planes, 1, bias=bias)
         self.sigmoid = nn.Sigmoid()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -44,9 +48,9 @@ class ChannelAttention(nn.Module):
 class SpatialAttention(nn.Module):
     """Spatial gate of the seed code (key ``conv1``), input order [mean, max]."""
 
-    def __init__(self, kernel_size: int = 7) -> None:
+    def __init__(self, kernel_size: int = 7, bias: bool = False) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(2, 1, kernel_size, padding=_spatial_padding(kernel_size), bias=False)
+        self.conv1 = nn.Conv2d(2, 1, kernel_size, padding=_spatial_padding(kernel_size), bias=bias)
         self.sigmoid = nn.Sigmoid()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -58,10 +62,20 @@ class SpatialAttention(nn.Module):
 class CBAMReference(AttentionBlock):
     """CBAM as published in the seed code."""
 
-    def __init__(self, channels: int, ratio: int = 8, kernel_size: int = 7) -> None:
-        super().__init__(channels=channels, ratio=ratio, kernel_size=kernel_size)
-        self.channelattention = ChannelAttention(channels, ratio=ratio)
-        self.spatialattention = SpatialAttention(kernel_size=kernel_size)
+    def __init__(
+        self,
+        channels: int,
+        ratio: int = 8,
+        kernel_size: int = 7,
+        mlp_bias: bool = False,
+        spatial_bias: bool = False,
+    ) -> None:
+        super().__init__(
+            channels=channels, ratio=ratio, kernel_size=kernel_size, mlp_bias=mlp_bias,
+            spatial_bias=spatial_bias,
+        )
+        self.channelattention = ChannelAttention(channels, ratio=ratio, bias=mlp_bias)
+        self.spatialattention = SpatialAttention(kernel_size=kernel_size, bias=spatial_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x * self.channelattention(x)
@@ -69,23 +83,24 @@ class CBAMReference(AttentionBlock):
 
 
 class _ChannelGate(nn.Module):
-    def __init__(self, channels: int, ratio: int) -> None:
+    def __init__(self, channels: int, ratio: int, bias: bool) -> None:
         super().__init__()
         hidden = reduced_channels(channels, ratio, "cbam")
-        self.fc1 = nn.Conv2d(channels, hidden, 1, bias=False)
+        self.fc1 = nn.Conv2d(channels, hidden, 1, bias=bias)
         self.relu1 = nn.ReLU()
-        self.fc2 = nn.Conv2d(hidden, channels, 1, bias=False)
+        self.fc2 = nn.Conv2d(hidden, channels, 1, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         avg = x.mean((2, 3), keepdim=True)  # H4
         mx = x.amax((2, 3), keepdim=True)  # H3: GlobalMax-like reduction, not a fixed MaxPool
-        return torch.sigmoid(self.fc2(self.relu1(self.fc1(avg))) + self.fc2(self.relu1(self.fc1(mx))))
+        mlp_avg = self.fc2(self.relu1(self.fc1(avg)))
+        return torch.sigmoid(mlp_avg + self.fc2(self.relu1(self.fc1(mx))))
 
 
 class _SpatialGate(nn.Module):
-    def __init__(self, kernel_size: int) -> None:
+    def __init__(self, kernel_size: int, bias: bool) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(2, 1, kernel_size, padding=_spatial_padding(kernel_size), bias=False)
+        self.conv1 = nn.Conv2d(2, 1, kernel_size, padding=_spatial_padding(kernel_size), bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # H5: amax keeps the channel dim; torch.max(x, 1)[0].unsqueeze(1) breaks shape inference.
@@ -96,11 +111,98 @@ class _SpatialGate(nn.Module):
 class CBAM(AttentionBlock):
     """Export-safe CBAM: reductions instead of adaptive pools, same keys as the reference."""
 
-    def __init__(self, channels: int, ratio: int = 8, kernel_size: int = 7) -> None:
-        super().__init__(channels=channels, ratio=ratio, kernel_size=kernel_size)
-        self.channelattention = _ChannelGate(channels, ratio)
-        self.spatialattention = _SpatialGate(kernel_size)
+    def __init__(
+        self,
+        channels: int,
+        ratio: int = 8,
+        kernel_size: int = 7,
+        mlp_bias: bool = False,
+        spatial_bias: bool = False,
+    ) -> None:
+        super().__init__(
+            channels=channels, ratio=ratio, kernel_size=kernel_size, mlp_bias=mlp_bias,
+            spatial_bias=spatial_bias,
+        )
+        self.channelattention = _ChannelGate(channels, ratio, mlp_bias)
+        self.spatialattention = _SpatialGate(kernel_size, spatial_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x * self.channelattention(x)
         return x * self.spatialattention(x)
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoint layouts (see attn_export/modules/checkpoints.py).
+
+
+def _spatial_from_conv_bn(sd: dict, prefix: str, swap_max_mean: bool) -> dict:
+    """Spatial gate conv (+ eval-mode BatchNorm folded in) as ``spatialattention.conv1.*``."""
+    from attn_export.errors import CheckpointError
+    from attn_export.modules.checkpoints import batchnorm_params, fold_batchnorm
+
+    if f"{prefix}conv.weight" not in sd:
+        raise CheckpointError(
+            f"cbam: no spatial gate in the checkpoint (no {prefix}conv.weight): a CBAM built with "
+            "no_spatial=True is a channel gate only, which our cbam (always with its spatial "
+            "gate) cannot represent"
+        )
+    weight, bias = sd[f"{prefix}conv.weight"], sd.get(f"{prefix}conv.bias")
+    if f"{prefix}bn.weight" in sd:
+        # Both published gates build BatchNorm2d with eps=1e-5 (official: eps=1e-5, momentum=0.01).
+        weight, bias = fold_batchnorm(weight, bias, batchnorm_params(sd, f"{prefix}bn."), 1e-5)
+    if swap_max_mean:
+        weight = weight[:, [1, 0]]  # official ChannelPool is [max, mean]; ours is [mean, max]
+    out = {"spatialattention.conv1.weight": weight}
+    if bias is not None:
+        out["spatialattention.conv1.bias"] = bias
+    return out
+
+
+def _cbam_from_official(sd: dict) -> dict:
+    """Jongchan/attention-module ``MODELS/cbam.py`` CBAM (default pool_types ['avg', 'max']).
+
+    ChannelGate.mlp = Flatten, Linear(+bias), ReLU, Linear(+bias) -> 1x1 convs with biases
+    (``mlp_bias=True``); SpatialGate.spatial = conv(2->1, 7x7, no bias) + BatchNorm -> folded
+    into a conv with bias (``spatial_bias=True``), input channels swapped from [max, mean] to
+    [mean, max].
+    The 'lp'/'lse' pool types leave no trace in the weights and are not supported.
+    """
+    from attn_export.modules.checkpoints import conv1x1_from_linear
+
+    out = {
+        "channelattention.fc1.weight": conv1x1_from_linear(sd["ChannelGate.mlp.1.weight"]),
+        "channelattention.fc1.bias": sd["ChannelGate.mlp.1.bias"],
+        "channelattention.fc2.weight": conv1x1_from_linear(sd["ChannelGate.mlp.3.weight"]),
+        "channelattention.fc2.bias": sd["ChannelGate.mlp.3.bias"],
+    }
+    return {**out, **_spatial_from_conv_bn(sd, "SpatialGate.spatial.", swap_max_mean=True)}
+
+
+def _cbam_from_timm(sd: dict) -> dict:
+    """timm ``layers/cbam.py`` CbamModule: ``channel.fc1/fc2`` 1x1 convs (bias only with
+    ``mlp_bias=True``), ``spatial.conv`` = ConvNormAct(2, 1, k) (conv + BatchNorm, [mean, max])."""
+    out = {
+        "channelattention.fc1.weight": sd["channel.fc1.weight"],
+        "channelattention.fc2.weight": sd["channel.fc2.weight"],
+    }
+    for fc in ("fc1", "fc2"):
+        if f"channel.{fc}.bias" in sd:
+            out[f"channelattention.{fc}.bias"] = sd[f"channel.{fc}.bias"]
+    return {**out, **_spatial_from_conv_bn(sd, "spatial.conv.", swap_max_mean=False)}
+
+
+def _cbam_hyperparams(sd: dict) -> dict:
+    from attn_export.modules.checkpoints import reduction_for
+
+    hidden, channels = sd["channelattention.fc1.weight"].shape[:2]
+    return {
+        "channels": int(channels),
+        "ratio": reduction_for(int(channels), int(hidden)),
+        "kernel_size": int(sd["spatialattention.conv1.weight"].shape[-1]),
+        "mlp_bias": "channelattention.fc1.bias" in sd,
+        "spatial_bias": "spatialattention.conv1.bias" in sd,
+    }
+
+
+SOURCES = {"cbam": {"official": _cbam_from_official, "timm": _cbam_from_timm}}
+HYPERPARAMS = {"cbam": _cbam_hyperparams}

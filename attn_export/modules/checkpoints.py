@@ -224,7 +224,10 @@ def load_pretrained(
     raw = _read(path_or_state_dict)
     source = _resolve_source(name, raw, source)
     sd = convert_state_dict(name, raw, source)
-    block = _build(name, sd, variant, kwargs)
+    try:
+        block = _build(name, sd, variant, kwargs)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc}{_hint(name, source, sd)}") from None
     missing, unexpected = _key_diff(block.state_dict(), sd)
     if missing or unexpected:
         raise _mismatch(name, source, sd, missing, unexpected)
@@ -251,14 +254,18 @@ def _key_diff(expected: Mapping, found: Mapping) -> tuple[list[str], list[str]]:
     return sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
 
 
-def _mismatch(name, source, sd, missing=(), unexpected=()) -> CheckpointError:
+def _hint(name: str, source: str, sd: Mapping[str, Any]) -> str:
     guess = guess_source(name, sd) if source == "reference" else None
-    hint = f"; it looks like the {guess!r} layout: pass source={guess!r}" if guess else (
-        f"; sources for {name}: {', '.join(source_names(name))}"
-    )
+    if guess and guess != "reference":
+        return f"; it looks like the {guess!r} layout: pass source={guess!r}"
+    return f"; sources for {name}: {', '.join(source_names(name))}"
+
+
+def _mismatch(name, source, sd, missing=(), unexpected=()) -> CheckpointError:
     return CheckpointError(
         f"{name}: checkpoint does not fit the {source!r} layout: missing keys "
-        f"{list(missing) or 'none'}, unexpected keys {list(unexpected) or 'none'}{hint}"
+        f"{list(missing) or 'none'}, unexpected keys {list(unexpected) or 'none'}"
+        f"{_hint(name, source, sd)}"
     )
 
 

@@ -70,6 +70,12 @@ def test_bad_channels(channels):
         create_block("se", channels)
 
 
+@pytest.mark.parametrize("reduction", [0, -2, "4"])
+def test_bad_reduction(reduction):
+    with pytest.raises(BlockConfigError, match="reduction must be a positive number"):
+        create_block("se", 64, reduction=reduction)
+
+
 def test_bottleneck_too_narrow_is_explained():
     with pytest.raises(BlockConfigError, match="bottleneck of 0 channels"):
         create_block("se", 8, reduction=16)
