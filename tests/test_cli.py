@@ -162,3 +162,29 @@ def test_user_inputs_are_validated_too(tmp_path):
                   "--output-dir", str(out))
     assert result.exit_code == 0, result.output
     assert "feat@2x16x5x7" in result.output
+
+
+def test_convert_a_timm_checkpoint_and_load_it(tmp_path):
+    import torch
+
+    from attn_export.modules.checkpoints import load_pretrained
+    from tests.modules.test_squeeze_excitation import TimmSEModule, _randomize
+
+    timm_se = _randomize(TimmSEModule(32)).eval()
+    ckpt = tmp_path / "timm_se.pth"
+    torch.save({"state_dict": timm_se.state_dict()}, ckpt)
+    result = _run("convert", str(ckpt), "--block", "se", "--source", "timm")
+    assert result.exit_code == 0, result.output
+    assert "from the 'timm' layout" in result.output
+    ours = load_pretrained("se", tmp_path / "timm_se.attn.pth")
+    x = torch.randn(2, 32, 7, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), timm_se(x), atol=1e-6, rtol=1e-5)
+
+
+def test_convert_refuses_a_foreign_file_cleanly(tmp_path):
+    bad = tmp_path / "notes.pth"
+    bad.write_text("not a checkpoint")
+    result = _run("convert", str(bad), "--block", "cbam", "--output", str(tmp_path / "o.pth"))
+    _assert_clean_failure(result, "cannot read checkpoint")
+    assert not (tmp_path / "o.pth").exists()

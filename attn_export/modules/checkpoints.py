@@ -17,13 +17,12 @@ converters of every family.
 from __future__ import annotations
 
 import importlib
-import os
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from attn_export.atomic import write_atomic
 from attn_export.errors import BlockConfigError, CheckpointError
 from attn_export.modules.registry import block_info
 
@@ -311,16 +310,7 @@ def convert_checkpoint(
         raise CheckpointError(f"cannot write {out}: folder {out.parent} does not exist")
     # Clone so a converted view never drags its (larger) source storage into the file.
     tensors = {k: v.detach().clone().contiguous() for k, v in built.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(tensors, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(out, lambda tmp: torch.save(tensors, str(tmp)))
     return ConvertedCheckpoint(
         path=out, block=block, source=source, kwargs=dict(built.init_args),
         num_tensors=len(tensors),
