@@ -73,7 +73,7 @@ def parse_target_trt(_ctx, _param, value: str | None) -> str | None:
     if value is None:
         return None
     from attn_export.errors import ValidationError
-    from attn_export.export.precision import parse_trt_version
+    from attn_export.export.precision_plan import parse_trt_version
 
     try:
         major, minor, patch = parse_trt_version(value)

@@ -1,7 +1,7 @@
 """ONNX -> serialized TensorRT engine (TensorRT 10.x and 11.x), with a JSON sidecar beside it.
 
 :func:`build_engine` is what ``attn-export build`` and ``attn-export BLOCK --engine`` call: it
-chooses the precision plan for the installed TensorRT (``precision.plan_precision``), writes or
+chooses the precision plan for the installed TensorRT (``precision_plan.plan_precision``), writes or
 reuses the float16 / Q/DQ graph, derives the optimization profile (``profiles.build_profile``) and
 calls :func:`engine_from_onnx`, the only part that talks to TensorRT: builder, network, ONNX
 parser, builder config (workspace, flags, compatibility, profile, timing cache), serialization.
@@ -27,7 +27,8 @@ from pathlib import Path
 
 from attn_export.atomic import write_atomic
 from attn_export.errors import ExportError, ValidationError
-from attn_export.export.precision import PrecisionPlan, graph_kind, plan_precision
+from attn_export.export.precision import graph_kind
+from attn_export.export.precision_plan import PrecisionPlan, plan_precision
 from attn_export.export.profiles import InputProfile, build_profile, onnx_input_specs
 from attn_export.export.sidecar import (
     HARDWARE_LEVELS,
@@ -417,7 +418,8 @@ def prepare_graph(onnx_path: Path, plan: PrecisionPlan, options: BuildOptions,
     BLOCK.fp16.onnx / BLOCK.int8.onnx when the export wrote (and validated) it after BLOCK.onnx
     (INT8 is re-quantized when --calib-data is given); else written now from the float32 graph."""
     from attn_export.export.check import load_onnx
-    from attn_export.export.precision import precision_onnx_path, write_fp16_onnx, write_int8_onnx
+    from attn_export.export.precision import write_fp16_onnx, write_int8_onnx
+    from attn_export.export.precision_plan import precision_onnx_path
 
     kind = graph_kind(load_onnx(onnx_path))
     if kind == plan.graph:

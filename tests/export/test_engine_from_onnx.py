@@ -29,7 +29,8 @@ from attn_export.export.engine_from_onnx import (
     read_timing_cache,
     write_timing_cache,
 )
-from attn_export.export.precision import graph_kind, plan_precision
+from attn_export.export.precision import graph_kind
+from attn_export.export.precision_plan import plan_precision
 from attn_export.export.profiles import InputProfile
 from attn_export.export.sidecar import RuntimeEnv, read_sidecar, sha256_file, write_sidecar
 
