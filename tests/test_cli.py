@@ -188,3 +188,15 @@ def test_convert_refuses_a_foreign_file_cleanly(tmp_path):
     result = _run("convert", str(bad), "--block", "cbam", "--output", str(tmp_path / "o.pth"))
     _assert_clean_failure(result, "cannot read checkpoint")
     assert not (tmp_path / "o.pth").exists()
+
+
+def test_a_failing_export_prints_one_line_not_the_exporter_dump(tmp_path):
+    # The published CoordAtt cannot export with dynamic H/W (H2); TorchScript then dumps its IR
+    # through C++ streams, which a user must not have to scroll through.
+    proc = subprocess.run(
+        [sys.executable, "-c", "from attn_export.cli import main; main()", "coordatt",
+         "--variant", "reference", "--dynamic", "all", "--output-dir", str(tmp_path / "o")],
+        capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stdout == "" and len(proc.stderr.splitlines()) == 1, proc.stderr[:2000]
+    assert "adaptive pooling" in proc.stderr and "Torch IR" not in proc.stderr

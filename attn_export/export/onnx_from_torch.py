@@ -12,6 +12,7 @@ import contextlib
 import io
 import logging
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -51,6 +52,24 @@ def _trace_shape(shape: tuple[int, ...], dynamic: str) -> tuple[int, ...]:
 
 
 @contextlib.contextmanager
+def _fds_muted():
+    """The TorchScript exporter dumps its whole IR graph through C++ streams when it fails; our
+    ExportError says what failed in one line, so file descriptors 1 and 2 are muted meanwhile."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 1)
+        os.dup2(devnull.fileno(), 2)
+    try:
+        yield
+    finally:
+        for fd, copy in zip((1, 2), saved):
+            os.dup2(copy, fd)
+            os.close(copy)
+
+
+@contextlib.contextmanager
 def _quiet():
     """The exporters print progress and deprecation notes; keep the CLI's output ours."""
     loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo",
@@ -59,7 +78,7 @@ def _quiet():
     for lg in loggers:
         lg.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _fds_muted():
             warnings.simplefilter("ignore")
             yield
     finally:
@@ -137,7 +156,8 @@ def onnx_from_torch(
             with _quiet(), torch.no_grad():
                 _export(module, example, tmp, opset, exporter, dynamic)
         except Exception as exc:  # exporters raise many unrelated types; report them as one
-            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            text = str(exc).strip().split(" [Caused by")[0]
+            first = text.splitlines()[0][:300] if text else type(exc).__name__
             raise ExportError(f"{exporter} export at opset {opset} failed: {first}") from exc
         got, model = _read_opset(tmp)
         if got != opset:
@@ -166,5 +186,5 @@ def exporter_versions() -> dict[str, str]:
     for name in ("onnxslim", "onnxsim", "onnxscript"):
         with contextlib.suppress(ImportError):
             versions[name] = __import__(name).__version__
-    versions["python"] = os.sys.version.split()[0]
+    versions["python"] = sys.version.split()[0]
     return versions

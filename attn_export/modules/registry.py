@@ -53,11 +53,14 @@ BLOCKS: dict[str, BlockInfo] = {
         family="squeeze_excitation", reference="SEReference", deploy="SE", tier=1,
         paper="Squeeze-and-Excitation Networks (CVPR 2018, arXiv:1709.01507)",
         hazards=("H4", "H11"), sources=("timm", "cadene"),
+        extra={"forbidden_ops": ("GlobalAveragePool", "AveragePool", "Shape", "Gather")},
     ),
     "cbam": BlockInfo(
         family="cbam", reference="CBAMReference", deploy="CBAM", tier=1,
         paper="CBAM: Convolutional Block Attention Module (ECCV 2018, arXiv:1807.06521)",
         hazards=("H3", "H4", "H5"), sources=("official", "timm"),
+        extra={"forbidden_ops": ("MaxPool", "GlobalMaxPool", "AveragePool", "GlobalAveragePool",
+                                 "ArgMax", "Shape", "Gather")},
     ),
     "rcan_ca": BlockInfo(
         family="rcan", reference="RCANChannelAttentionReference", deploy="RCANChannelAttention",

@@ -65,6 +65,22 @@ def _check(tmp_path, name, exporter, opset, mode):
     _assert_export_safe(result, name, mode)
 
 
+# Blocks whose published graph holds none of the ops the rewrite forbids: their deploy form changes
+# formulas for FP16 range (gct, simam at a static shape), drops only an Identity (lka, van), scales
+# q before the matmul (mhsa), or the published form cannot export at all (strip_pooling, H1).
+REWRITE_CHANGES_FORMULAS_ONLY = {"gct", "simam", "lka", "van", "mhsa", "strip_pooling"}
+
+
+@pytest.mark.parametrize("name", sorted(set(list_blocks()) - REWRITE_CHANGES_FORMULAS_ONLY))
+def test_forbidden_ops_are_in_the_published_graph(tmp_path, name):
+    """The forbidden-op lists bite: the reference graph does hold what the deploy graph must not."""
+    shape = (1, channels_for(name), *TEST_SHAPE_HW)
+    result = export_block(ExportRequest(block=name, variant="reference", input_shape=shape,
+                                        output_dir=tmp_path))
+    ops = {n.op_type for n in onnx.load(str(result.onnx_path)).graph.node}
+    assert ops & set(BLOCKS[name].extra["forbidden_ops"])
+
+
 def _id(case):
     return "-".join(str(c) for c in case)
 
