@@ -7,8 +7,12 @@ __all__ = ["BLOCKS", "block_class", "block_info", "create_block", "list_blocks",
 
 def __getattr__(name: str):
     # create_block/to_deploy import torch: keep `import attn_export.modules` torch-free.
-    if name in ("create_block", "to_deploy"):
-        from attn_export.modules import factory
+    if name == "create_block":
+        from attn_export.modules.factory import create_block
 
-        return getattr(factory, name)
+        return create_block
+    if name == "to_deploy":
+        from attn_export.modules.swap import to_deploy
+
+        return to_deploy
     raise AttributeError(name)

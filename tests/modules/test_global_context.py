@@ -10,12 +10,13 @@ from torch import nn
 from attn_export.errors import BlockConfigError
 from attn_export.export.onnx_from_torch import onnx_from_torch
 from attn_export.modules.checkpoints import infer_hyperparams, load_pretrained
-from attn_export.modules.factory import create_block, to_deploy
+from attn_export.modules.factory import create_block
 from attn_export.modules.global_context import (
     ContextBlock,
     ContextBlockReference,
     _ScaledLayerNorm,
 )
+from attn_export.modules.swap import to_deploy
 
 SHAPES = [(1, 7, 9), (3, 13, 5), (3, 16, 16), (1, 1, 1)]
 CONFIGS = [

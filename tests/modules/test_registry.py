@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from attn_export.errors import BlockConfigError, UnknownBlockError
-from attn_export.modules.factory import create_block, to_deploy
+from attn_export.modules.factory import create_block
 from attn_export.modules.registry import BLOCKS, SHAPE_MODES, block_class, block_info, list_blocks
+from attn_export.modules.swap import to_deploy
 from tests.conftest import channels_for
 
 HAZARDS = {f"H{i}" for i in range(1, 13)} | {"F1", "F2"}

@@ -12,8 +12,9 @@ from attn_export.modules.checkpoints import (
     infer_hyperparams,
     load_pretrained,
 )
-from attn_export.modules.factory import create_block, to_deploy
+from attn_export.modules.factory import create_block
 from attn_export.modules.squeeze_excitation import SE, SEReference
+from attn_export.modules.swap import to_deploy
 
 SHAPES = [(1, 7, 9), (3, 13, 5), (3, 16, 16), (1, 1, 1)]
 

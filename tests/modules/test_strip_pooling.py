@@ -10,7 +10,7 @@ from torch import nn
 from attn_export.errors import BlockConfigError, CheckpointError, ShapeModeError
 from attn_export.export.onnx_from_torch import onnx_from_torch
 from attn_export.modules.checkpoints import load_pretrained
-from attn_export.modules.factory import create_block, to_deploy
+from attn_export.modules.factory import create_block
 from attn_export.modules.registry import block_info
 from attn_export.modules.strip_pooling import (
     BinPool,
@@ -18,6 +18,7 @@ from attn_export.modules.strip_pooling import (
     StripPoolingReference,
     bin_matrix,
 )
+from attn_export.modules.swap import to_deploy
 
 UP = {"mode": "bilinear", "align_corners": True}
 

@@ -12,7 +12,7 @@ from torch import nn
 from attn_export.errors import BlockConfigError
 from attn_export.export.onnx_from_torch import onnx_from_torch
 from attn_export.modules.checkpoints import guess_source, load_pretrained
-from attn_export.modules.factory import to_deploy
+from attn_export.modules.swap import to_deploy
 from attn_export.modules.van import LKA, LKAReference, VANAttention, VANAttentionReference
 
 SHAPES = [(1, 7, 9), (3, 13, 5), (3, 16, 16), (1, 1, 1)]

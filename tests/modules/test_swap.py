@@ -1,4 +1,4 @@
-"""to_deploy on your own network: your attention classes are swapped for our deploy forms with
+"""to_deploy: our reference blocks and a user's own attention classes swapped for deploy forms,
 their weights converted, and the swap is proven not to change the outputs before it is kept."""
 
 import pytest
@@ -7,8 +7,9 @@ from torch import nn
 
 from attn_export.errors import BlockConfigError, CheckpointError, UnknownBlockError
 from attn_export.modules.cbam import CBAM, CBAMReference
-from attn_export.modules.factory import create_block, to_deploy
+from attn_export.modules.factory import create_block
 from attn_export.modules.self_attention import MHSA
+from attn_export.modules.swap import to_deploy
 
 
 class BlogChannelAttention(nn.Module):
