@@ -1,16 +1,14 @@
 """CoordAtt: reference == official code, deploy == reference (eval and train), dynamic H/W."""
 
-import onnx
-import onnxruntime as ort
 import pytest
 import torch
 from torch import nn
 
 from attn_export.errors import BlockConfigError, CheckpointError
-from attn_export.export.onnx_from_torch import onnx_from_torch
 from attn_export.modules.checkpoints import load_pretrained
 from attn_export.modules.coordinate_attention import CoordAtt, CoordAttReference, h_swish
 from attn_export.modules.registry import block_info
+from tests.onnx_checks import export_and_compare
 
 SHAPES = [(1, 7, 9), (3, 13, 5), (3, 16, 16), (1, 1, 1)]
 
@@ -161,14 +159,6 @@ def test_export_with_dynamic_hw_matches_at_other_sizes(tmp_path):
     # H2: the seed's AdaptiveAvgPool2d((None, 1)) bakes the export size into the graph. (The
     # registry matrix in tests/export runs the dynamo exporter and the other opsets.)
     _, dep = _pair(32, 4)
-    path = onnx_from_torch(dep, (2, 32, 16, 16), tmp_path / "ca.onnx", opset=11,
-                           exporter="torchscript", dynamic="all")
-    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
-    assert not ops & set(block_info("coordatt").extra["forbidden_ops"])
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    for shape in ((3, 32, 9, 13), (1, 32, 24, 20)):
-        x = torch.randn(shape)
-        got = torch.from_numpy(session.run(None, {name: x.numpy()})[0])
-        with torch.no_grad():
-            torch.testing.assert_close(got, dep(x), atol=1e-5, rtol=1e-5)
+    export_and_compare(dep, tmp_path, (2, 32, 16, 16), [(3, 32, 9, 13), (1, 32, 24, 20)],
+                       exporter="torchscript", opset=11, filename="ca.onnx",
+                       forbidden=block_info("coordatt").extra["forbidden_ops"])

@@ -2,18 +2,16 @@
 
 import math
 
-import onnx
-import onnxruntime as ort
 import pytest
 import torch
 from torch import nn
 
 from attn_export.errors import BlockConfigError, CheckpointError
-from attn_export.export.onnx_from_torch import onnx_from_torch
 from attn_export.modules.checkpoints import convert_state_dict, load_pretrained
 from attn_export.modules.eca import ECA, ECAReference, adaptive_kernel_size
 from attn_export.modules.factory import create_block
 from attn_export.modules.registry import block_info
+from tests.onnx_checks import compare_onnx, export_and_compare
 
 SHAPES = [(1, 7, 9), (3, 13, 5), (3, 16, 16), (1, 1, 1)]
 
@@ -157,16 +155,7 @@ def test_finite_on_zero_and_constant_maps(fill):
         assert torch.isfinite(dep(x)).all()
 
 
-def _assert_ort_matches(block, path):
-    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
-    assert not ops & set(block_info("eca").extra["forbidden_ops"])
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    for shape in ((3, 32, 9, 13), (1, 32, 24, 20)):  # neither is the export shape
-        x = torch.randn(shape)
-        got = torch.from_numpy(session.run(None, {name: x.numpy()})[0])
-        with torch.no_grad():
-            torch.testing.assert_close(got, block(x), atol=1e-5, rtol=1e-5)
+ORT_SHAPES = [(3, 32, 9, 13), (1, 32, 24, 20)]  # neither is the export shape
 
 
 def test_dynamo_export_traced_at_batch_one(tmp_path):
@@ -177,11 +166,11 @@ def test_dynamo_export_traced_at_batch_one(tmp_path):
     program = torch.onnx.export(block, (torch.randn(1, 32, 16, 16),), None, opset_version=18,
                                 dynamo=True, dynamic_shapes={"x": dims}, verbose=False)
     program.save(str(tmp_path / "eca.onnx"))
-    _assert_ort_matches(block, tmp_path / "eca.onnx")
+    compare_onnx(block, tmp_path / "eca.onnx", ORT_SHAPES,
+                 forbidden=block_info("eca").extra["forbidden_ops"])
 
 
 def test_torchscript_export_with_dynamic_hw(tmp_path):
     block = _randomised(ECA(32, k_size=5))
-    path = onnx_from_torch(block, (2, 32, 16, 16), tmp_path / "eca.onnx", opset=11,
-                           exporter="torchscript", dynamic="all")
-    _assert_ort_matches(block, path)
+    export_and_compare(block, tmp_path, (2, 32, 16, 16), ORT_SHAPES, exporter="torchscript",
+                       opset=11, filename="eca.onnx", forbidden=block_info("eca").extra["forbidden_ops"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -11,6 +10,7 @@ from attn_export.errors import BlockConfigError
 from attn_export.modules.checkpoints import load_pretrained
 from attn_export.modules.epsa import EPSA, EPSAReference
 from attn_export.modules.registry import block_info
+from tests.onnx_checks import export_and_compare
 
 SHAPES = [(1, 7, 9), (3, 13, 5), (3, 8, 8)]
 
@@ -151,19 +151,7 @@ def test_nan_free_on_flat_maps(fill):
 
 @pytest.mark.parametrize("exporter,opset", [("torchscript", 17), ("dynamo", 18)])
 def test_onnx_dynamic_hw_matches_torch_at_other_sizes(tmp_path, exporter, opset):
-    import onnx
-    import onnxruntime as ort
-
-    from attn_export.export.check import op_types
-    from attn_export.export.onnx_from_torch import onnx_from_torch
-
     block = randomize(EPSA(64)).eval()
-    path = onnx_from_torch(block, (2, 64, 16, 16), tmp_path / "epsa.onnx", opset=opset,
-                           exporter=exporter, dynamic="all")
-    ops = op_types(onnx.load(str(path)))
-    assert not set(block_info("epsa").extra["forbidden_ops"]) & set(ops), ops
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    for shape in [(3, 64, 9, 13), (1, 64, 24, 20)]:
-        x = torch.randn(shape)
-        (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
-        np.testing.assert_allclose(got, block(x).detach().numpy(), atol=1e-5, rtol=1e-5)
+    export_and_compare(block, tmp_path, (2, 64, 16, 16), [(3, 64, 9, 13), (1, 64, 24, 20)],
+                       exporter=exporter, opset=opset, filename="epsa.onnx",
+                       forbidden=block_info("epsa").extra["forbidden_ops"])

@@ -1,18 +1,16 @@
 """GCT: reference == seed, deploy == reference in every mode, and the deploy form survives FP16 (F1)
 where the reference overflows."""
 
-import onnx
-import onnxruntime as ort
 import pytest
 import torch
 from torch import nn
 
 from attn_export.errors import BlockConfigError
-from attn_export.export.onnx_from_torch import onnx_from_torch
 from attn_export.modules.base import pixel_count
 from attn_export.modules.checkpoints import load_pretrained
 from attn_export.modules.gct import GCT, GCTReference
 from attn_export.modules.registry import block_info
+from tests.onnx_checks import export_and_compare
 
 MODES = [("l2", False), ("l1", False), ("l1", True)]
 MODE_IDS = ["l2", "l1", "l1-after_relu"]
@@ -135,17 +133,11 @@ def test_pixel_count_follows_the_input():
 
 def _ort_matches_torch(block, tmp_path, exporter, opset):
     c = block.init_args["channels"]
-    path = onnx_from_torch(block, (2, c, 16, 16), tmp_path / "gct.onnx", opset=opset,
-                           exporter=exporter, dynamic="all")
-    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
-    assert not ops & set(block_info("gct").extra["forbidden_ops"])
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    for shape in ((3, 9, 13), (1, 24, 20)):  # neither is the export shape
-        x = _input(shape, c, block.after_relu)
-        got = torch.from_numpy(session.run(None, {name: x.numpy()})[0])
-        with torch.no_grad():
-            torch.testing.assert_close(got, block(x), atol=1e-5, rtol=1e-5)
+    # Inputs are (N, H, W): _input adds the channels; neither is the export shape.
+    export_and_compare(block, tmp_path, (2, c, 16, 16), [(3, 9, 13), (1, 24, 20)],
+                       make_input=lambda nhw: _input(nhw, c, block.after_relu),
+                       exporter=exporter, opset=opset, filename="gct.onnx",
+                       forbidden=block_info("gct").extra["forbidden_ops"])
 
 
 @pytest.mark.parametrize(

@@ -1,14 +1,11 @@
 """Global context block: reference == official GCNet ContextBlock, deploy == reference, the
 deploy LayerNorm survives FP16 magnitudes that overflow the usual decomposition, no reshapes."""
 
-import onnx
-import onnxruntime as ort
 import pytest
 import torch
 from torch import nn
 
 from attn_export.errors import BlockConfigError
-from attn_export.export.onnx_from_torch import onnx_from_torch
 from attn_export.modules.checkpoints import infer_hyperparams, load_pretrained
 from attn_export.modules.factory import create_block
 from attn_export.modules.global_context import (
@@ -17,6 +14,7 @@ from attn_export.modules.global_context import (
     _ScaledLayerNorm,
 )
 from attn_export.modules.swap import to_deploy
+from tests.onnx_checks import export_and_compare
 
 SHAPES = [(1, 7, 9), (3, 13, 5), (3, 16, 16), (1, 1, 1)]
 CONFIGS = [
@@ -218,16 +216,9 @@ def test_finite_on_zero_and_constant_maps(fill):
 @pytest.mark.parametrize("exporter,opset", [("torchscript", 17), ("dynamo", 18)])
 def test_exports_plain_ops_and_runs_at_other_sizes(tmp_path, exporter, opset):
     ref, dep = _pair(32, 0.25, "att", ("channel_add", "channel_mul"))
-    path = onnx_from_torch(dep, (2, 32, 16, 16), tmp_path / "gc.onnx", opset=opset,
-                           exporter=exporter, dynamic="all")
-    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
-    assert not ops & {"LayerNormalization", "Shape", "Reshape", "MatMul", "Softmax"}, ops
-    ref_path = onnx_from_torch(ref, (2, 32, 16, 16), tmp_path / "ref.onnx", opset=opset,
-                               exporter=exporter, dynamic="all")
-    assert "LayerNormalization" in {n.op_type for n in onnx.load(str(ref_path)).graph.node}
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    for shape in [(3, 9, 13), (1, 24, 20)]:
-        x = torch.randn(shape[0], 32, *shape[1:])
-        (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
-        with torch.no_grad():
-            torch.testing.assert_close(torch.from_numpy(got), dep(x), atol=1e-5, rtol=1e-4)
+    export_and_compare(dep, tmp_path, (2, 32, 16, 16), [(3, 32, 9, 13), (1, 32, 24, 20)],
+                       exporter=exporter, opset=opset, filename="gc.onnx", atol=1e-5, rtol=1e-4,
+                       forbidden={"LayerNormalization", "Shape", "Reshape", "MatMul", "Softmax"})
+    ref_ops = export_and_compare(ref, tmp_path, (2, 32, 16, 16), [], exporter=exporter,
+                                 opset=opset, filename="ref.onnx")
+    assert "LayerNormalization" in ref_ops

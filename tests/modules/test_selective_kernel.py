@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -17,6 +16,7 @@ from attn_export.modules.selective_kernel import (
     SelectiveKernelReference,
     make_divisible,
 )
+from tests.onnx_checks import export_and_compare
 
 SHAPES = [(1, 7, 9), (3, 13, 5), (3, 8, 8)]
 
@@ -250,19 +250,7 @@ def test_nan_free_on_flat_maps(fill):
 
 @pytest.mark.parametrize("exporter,opset", [("torchscript", 17), ("dynamo", 18)])
 def test_onnx_dynamic_hw_matches_torch_at_other_sizes(tmp_path, exporter, opset):
-    import onnx
-    import onnxruntime as ort
-
-    from attn_export.export.check import op_types
-    from attn_export.export.onnx_from_torch import onnx_from_torch
-
     block = randomize(SelectiveKernel(48, kernel_size=[3, 5, 7])).eval()
-    path = onnx_from_torch(block, (2, 48, 16, 16), tmp_path / "sk.onnx", opset=opset,
-                           exporter=exporter, dynamic="all")
-    ops = op_types(onnx.load(str(path)))
-    assert not set(block_info("sk").extra["forbidden_ops"]) & set(ops), ops
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    for shape in [(3, 48, 9, 13), (1, 48, 24, 20)]:
-        x = torch.randn(shape)
-        (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
-        np.testing.assert_allclose(got, block(x).detach().numpy(), atol=1e-5, rtol=1e-5)
+    export_and_compare(block, tmp_path, (2, 48, 16, 16), [(3, 48, 9, 13), (1, 48, 24, 20)],
+                       exporter=exporter, opset=opset, filename="sk.onnx",
+                       forbidden=block_info("sk").extra["forbidden_ops"])

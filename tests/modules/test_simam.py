@@ -1,15 +1,13 @@
 """SimAM: reference == seed, deploy == reference, and the deploy form survives FP16 (F1)."""
 
-import onnx
-import onnxruntime as ort
 import pytest
 import torch
 from torch import nn
 
 from attn_export.errors import BlockConfigError
-from attn_export.export.onnx_from_torch import onnx_from_torch
 from attn_export.modules.registry import block_info
 from attn_export.modules.simam import SimAM, SimAMReference
+from tests.onnx_checks import export_and_compare
 
 SHAPES = [(1, 7, 9), (3, 13, 5), (3, 16, 16), (2, 1, 6)]
 
@@ -92,13 +90,8 @@ def test_bad_lambda_raises(cls, e_lambda):
 def test_export_with_dynamic_hw_matches_at_other_sizes(tmp_path):
     # The registry matrix in tests/export runs the dynamo exporter and the other opsets.
     dep = SimAM(16)
-    path = onnx_from_torch(dep, (2, 16, 16, 16), tmp_path / "simam.onnx", opset=13,
-                           exporter="torchscript", dynamic="all")
-    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
-    assert not ops & set(block_info("simam").extra["forbidden_ops"])
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    for shape in ((3, 16, 9, 13), (1, 16, 24, 20)):  # H*W-1 must follow the runtime size
-        x = torch.randn(shape) * 3
-        got = torch.from_numpy(session.run(None, {name: x.numpy()})[0])
-        torch.testing.assert_close(got, dep(x), atol=1e-5, rtol=1e-5)
+    export_and_compare(dep, tmp_path, (2, 16, 16, 16),
+                       [(3, 16, 9, 13), (1, 16, 24, 20)],  # H*W-1 must follow the runtime size
+                       make_input=lambda shape: torch.randn(shape) * 3,
+                       exporter="torchscript", opset=13, filename="simam.onnx",
+                       forbidden=block_info("simam").extra["forbidden_ops"])

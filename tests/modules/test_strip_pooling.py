@@ -1,14 +1,11 @@
 """StripPooling: reference == seed, deploy == reference at its declared geometry (H1, H2)."""
 
-import onnx
-import onnxruntime as ort
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from attn_export.errors import BlockConfigError, CheckpointError, ShapeModeError
-from attn_export.export.onnx_from_torch import onnx_from_torch
 from attn_export.modules.checkpoints import load_pretrained
 from attn_export.modules.factory import create_block
 from attn_export.modules.registry import block_info
@@ -19,6 +16,7 @@ from attn_export.modules.strip_pooling import (
     bin_matrix,
 )
 from attn_export.modules.swap import to_deploy
+from tests.onnx_checks import export_and_compare
 
 UP = {"mode": "bilinear", "align_corners": True}
 
@@ -200,15 +198,7 @@ def test_finite_on_zero_and_constant_maps(fill):
 def test_export_with_dynamic_batch(tmp_path, exporter, opset, hw):
     # The registry matrix in tests/export exports the 16x16 (matrices) geometry with dynamo.
     _, dep = _pair(hw)
-    path = onnx_from_torch(dep, (2, 16, *hw), tmp_path / "sp.onnx", opset=opset,
-                           exporter=exporter, dynamic="batch")
-    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
-    assert not ops & set(block_info("strip_pooling").extra["forbidden_ops"])
+    ops = export_and_compare(dep, tmp_path, (2, 16, *hw), [(batch, 16, *hw) for batch in (1, 3)],
+                             exporter=exporter, opset=opset, dynamic="batch", filename="sp.onnx",
+                             forbidden=block_info("strip_pooling").extra["forbidden_ops"])
     assert ("AveragePool" in ops) == (hw == (60, 60))
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    for batch in (1, 3):
-        x = torch.randn(batch, 16, *hw)
-        got = torch.from_numpy(session.run(None, {name: x.numpy()})[0])
-        with torch.no_grad():
-            torch.testing.assert_close(got, dep(x), atol=1e-5, rtol=1e-5)
