@@ -103,6 +103,7 @@ def _assert_clean_failure(result, match, code=1):
     (["cbam", "--set", "ratoi=4"], "unknown argument(s) ratoi"),
     (["cbam", "--channels", "16", "--input-shape", "1x32x8x8"], "disagrees with --input-shape"),
     (["cbam", "--exporter", "dynamo", "--opset", "17"], "could not produce opset 17"),
+    (["strip_pooling", "--dynamic", "all"], "fix H and W with --input-shape"),
 ])
 def test_bad_input_is_one_line_exit_1_and_no_files(tmp_path, args, match):
     out = tmp_path / "out"
