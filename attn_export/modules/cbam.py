@@ -59,8 +59,11 @@ class SpatialAttention(nn.Module):
         return self.sigmoid(self.conv1(torch.cat([avg_out, max_out], dim=1)))
 
 
-class CBAMReference(AttentionBlock):
-    """CBAM as published in the seed code."""
+class _CBAMBase(AttentionBlock):
+    """Channel gate then spatial gate; the two forms differ only in the gate classes."""
+
+    channel_gate: type[nn.Module]
+    spatial_gate: type[nn.Module]
 
     def __init__(
         self,
@@ -74,12 +77,19 @@ class CBAMReference(AttentionBlock):
             channels=channels, ratio=ratio, kernel_size=kernel_size, mlp_bias=mlp_bias,
             spatial_bias=spatial_bias,
         )
-        self.channelattention = ChannelAttention(channels, ratio=ratio, bias=mlp_bias)
-        self.spatialattention = SpatialAttention(kernel_size=kernel_size, bias=spatial_bias)
+        self.channelattention = self.channel_gate(channels, ratio, mlp_bias)
+        self.spatialattention = self.spatial_gate(kernel_size, spatial_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x * self.channelattention(x)
         return x * self.spatialattention(x)
+
+
+class CBAMReference(_CBAMBase):
+    """CBAM as published in the seed code."""
+
+    channel_gate = ChannelAttention
+    spatial_gate = SpatialAttention
 
 
 class _ChannelGate(nn.Module):
@@ -108,27 +118,11 @@ class _SpatialGate(nn.Module):
         return torch.sigmoid(self.conv1(pooled))
 
 
-class CBAM(AttentionBlock):
+class CBAM(_CBAMBase):
     """Export-safe CBAM: reductions instead of adaptive pools, same keys as the reference."""
 
-    def __init__(
-        self,
-        channels: int,
-        ratio: int = 8,
-        kernel_size: int = 7,
-        mlp_bias: bool = False,
-        spatial_bias: bool = False,
-    ) -> None:
-        super().__init__(
-            channels=channels, ratio=ratio, kernel_size=kernel_size, mlp_bias=mlp_bias,
-            spatial_bias=spatial_bias,
-        )
-        self.channelattention = _ChannelGate(channels, ratio, mlp_bias)
-        self.spatialattention = _SpatialGate(kernel_size, spatial_bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x * self.channelattention(x)
-        return x * self.spatialattention(x)
+    channel_gate = _ChannelGate
+    spatial_gate = _SpatialGate
 
 
 # ----------------------------------------------------------------------------------------------
