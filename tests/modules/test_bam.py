@@ -12,23 +12,9 @@ from attn_export.modules.bam import BAM, BAMReference
 from attn_export.modules.checkpoints import load_pretrained
 from attn_export.modules.registry import block_info
 from tests.onnx_checks import export_and_compare
+from tests.weights import randomize_norms_and_biases
 
 SHAPES = [(1, 7, 9), (3, 13, 5), (3, 8, 8)]
-
-
-def randomize(module: nn.Module, seed: int = 0) -> nn.Module:
-    """Non-trivial BN statistics and affine terms, so parity tests can fail."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.5)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-                m.weight.copy_(torch.randn(m.weight.shape, generator=g))
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g))
-            elif getattr(m, "bias", None) is not None and isinstance(m, (nn.Conv2d, nn.Linear)):
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.5)
-    return module
 
 
 # --- The official Jongchan/attention-module MODELS/bam.py, written from its published definition.
@@ -89,7 +75,7 @@ class OfficialBAM(nn.Module):
 @pytest.mark.parametrize("channels", [32, 64])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_deploy_equals_reference(channels, shape):
-    ref = randomize(BAMReference(channels)).eval()
+    ref = randomize_norms_and_biases(BAMReference(channels)).eval()
     dep = BAM(channels).eval()
     dep.load_state_dict(ref.state_dict(), strict=True)
     x = torch.randn(shape[0], channels, *shape[1:])
@@ -97,7 +83,7 @@ def test_deploy_equals_reference(channels, shape):
 
 
 def test_deploy_equals_reference_in_training_mode():
-    ref = randomize(BAMReference(32, reduction=8, dilation=2, num_dilated=1)).train()
+    ref = randomize_norms_and_biases(BAMReference(32, reduction=8, dilation=2, num_dilated=1)).train()
     dep = BAM(32, reduction=8, dilation=2, num_dilated=1).train()
     dep.load_state_dict(ref.state_dict(), strict=True)
     x = torch.randn(3, 32, 9, 11)
@@ -107,7 +93,7 @@ def test_deploy_equals_reference_in_training_mode():
 
 @pytest.mark.parametrize("hw", [8, 13], ids=["8x8", "13x13"])
 def test_official_state_dict_loads_strictly_and_matches(hw):
-    official = randomize(OfficialBAM(64), seed=1).eval()
+    official = randomize_norms_and_biases(OfficialBAM(64), seed=1).eval()
     ours = BAMReference(64).eval()
     ours.load_state_dict(official.state_dict(), strict=True)
     x = torch.randn(2, 64, hw, hw)
@@ -134,7 +120,7 @@ def test_official_assumes_square_maps_and_ours_does_not():
 
 
 def test_hyperparams_inferred_from_checkpoint():
-    ref = randomize(BAMReference(48, reduction=8, num_dilated=3)).eval()
+    ref = randomize_norms_and_biases(BAMReference(48, reduction=8, num_dilated=3)).eval()
     block = load_pretrained("bam", ref.state_dict(), variant="deploy")
     assert block.init_args == {"channels": 48, "reduction": 8, "dilation": 4, "num_dilated": 3}
     x = torch.randn(2, 48, 9, 7)
@@ -162,14 +148,14 @@ def test_bad_args_raise(cls, kwargs):
 
 @pytest.mark.parametrize("fill", [0.0, 3.0, -2.0], ids=["zero", "const3", "const-2"])
 def test_nan_free_on_flat_maps(fill):
-    block = randomize(BAM(32)).eval()
+    block = randomize_norms_and_biases(BAM(32)).eval()
     y = block(torch.full((2, 32, 7, 9), fill))
     assert torch.isfinite(y).all()
 
 
 @pytest.mark.parametrize("exporter,opset", [("torchscript", 17), ("dynamo", 18)])
 def test_onnx_dynamic_hw_matches_torch_at_other_sizes(tmp_path, exporter, opset):
-    block = randomize(BAM(32)).eval()
+    block = randomize_norms_and_biases(BAM(32)).eval()
     export_and_compare(block, tmp_path, (2, 32, 16, 16), [(3, 32, 9, 13), (1, 32, 24, 20)],
                        exporter=exporter, opset=opset, filename="bam.onnx",
                        forbidden=block_info("bam").extra["forbidden_ops"])

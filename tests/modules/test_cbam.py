@@ -18,6 +18,7 @@ from attn_export.modules.checkpoints import (
 from attn_export.modules.factory import create_block
 from attn_export.modules.swap import to_deploy
 from tests.onnx_checks import export_and_compare
+from tests.weights import randomize
 
 SHAPES = [(1, 7, 9), (3, 13, 5), (3, 16, 16), (1, 1, 1)]
 
@@ -200,21 +201,10 @@ class TimmCbamModule(nn.Module):
         return self.spatial(self.channel(x))
 
 
-def _randomize(module):
-    torch.manual_seed(5)
-    with torch.no_grad():
-        for name, t in module.state_dict().items():
-            if "running_var" in name:
-                t.uniform_(0.5, 2.0)
-            elif t.is_floating_point():
-                t.normal_(0, 0.5)
-    return module.eval()
-
-
 @pytest.mark.parametrize("mlp_bias,spatial_bias", [(False, False), (True, True), (False, True)])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_deploy_equals_reference(mlp_bias, spatial_bias, shape):
-    ref = _randomize(CBAMReference(32, ratio=4, mlp_bias=mlp_bias, spatial_bias=spatial_bias))
+    ref = randomize(CBAMReference(32, ratio=4, mlp_bias=mlp_bias, spatial_bias=spatial_bias), seed=5)
     dep = to_deploy(ref).eval()
     assert isinstance(dep, CBAM)
     x = torch.randn(shape[0], 32, *shape[1:])
@@ -224,7 +214,7 @@ def test_deploy_equals_reference(mlp_bias, spatial_bias, shape):
 
 @pytest.mark.parametrize("kernel_size", [7, 3])
 def test_seed_state_dict_loads_strictly_and_matches(kernel_size):
-    seed = _randomize(SeedCBAM(64, kernel_size=kernel_size))
+    seed = randomize(SeedCBAM(64, kernel_size=kernel_size), seed=5)
     ref = CBAMReference(64, kernel_size=kernel_size).eval()
     ref.load_state_dict(seed.state_dict(), strict=True)
     x = torch.randn(2, 64, 7, 9)
@@ -237,7 +227,7 @@ def test_seed_state_dict_loads_strictly_and_matches(kernel_size):
 
 @pytest.mark.parametrize("variant", ["deploy", "reference"])
 def test_official_checkpoint_converts_exactly(variant):
-    official = _randomize(OfficialCBAM(64, reduction_ratio=16))
+    official = randomize(OfficialCBAM(64, reduction_ratio=16), seed=5)
     block = load_pretrained("cbam", official.state_dict(), source="official", variant=variant)
     assert block.init_args == {"channels": 64, "ratio": 16, "kernel_size": 7, "mlp_bias": True,
                                "spatial_bias": True}
@@ -247,7 +237,7 @@ def test_official_checkpoint_converts_exactly(variant):
 
 
 def test_official_channel_order_is_swapped():
-    official = _randomize(OfficialCBAM(32))
+    official = randomize(OfficialCBAM(32), seed=5)
     with torch.no_grad():  # BN as the identity: the converted conv is the official one, swapped
         bn = official.SpatialGate.spatial.bn
         bn.weight.fill_(1), bn.bias.zero_(), bn.running_mean.zero_(), bn.running_var.fill_(1 - 1e-5)
@@ -265,7 +255,7 @@ def test_official_without_spatial_gate_is_refused():
 
 @pytest.mark.parametrize("channels,mlp_bias", [(64, False), (64, True), (40, False)])
 def test_timm_cbam_converts_exactly(channels, mlp_bias):
-    timm = _randomize(TimmCbamModule(channels, mlp_bias=mlp_bias))
+    timm = randomize(TimmCbamModule(channels, mlp_bias=mlp_bias), seed=5)
     block = load_pretrained("cbam", timm.state_dict(), source="timm")
     assert block.channelattention.fc1.out_channels == timm.channel.fc1.out_channels
     assert block.init_args["mlp_bias"] is mlp_bias and block.init_args["spatial_bias"]
@@ -291,7 +281,7 @@ def test_bad_args_raise(kwargs, match):
 
 @pytest.mark.parametrize("fill", [0.0, 3.0])
 def test_finite_on_zero_and_constant_maps(fill):
-    ref = _randomize(CBAMReference(32, ratio=4, mlp_bias=True, spatial_bias=True))
+    ref = randomize(CBAMReference(32, ratio=4, mlp_bias=True, spatial_bias=True), seed=5)
     dep = to_deploy(ref).eval()
     x = torch.full((2, 32, 7, 9), fill)
     with torch.no_grad():
@@ -300,6 +290,6 @@ def test_finite_on_zero_and_constant_maps(fill):
 
 
 def test_biased_deploy_form_exports_without_fixed_pools(tmp_path):
-    block = load_pretrained("cbam", _randomize(OfficialCBAM(32)).state_dict(), source="official")
+    block = load_pretrained("cbam", randomize(OfficialCBAM(32), seed=5).state_dict(), source="official")
     export_and_compare(block, tmp_path, (2, 32, 16, 16), [], opset=13, filename="cbam.onnx",
                        forbidden={"MaxPool", "AveragePool", "GlobalMaxPool", "BatchNormalization"})

@@ -9,6 +9,7 @@ from attn_export.modules.checkpoints import load_pretrained
 from attn_export.modules.coordinate_attention import CoordAtt, CoordAttReference, h_swish
 from attn_export.modules.registry import block_info
 from tests.onnx_checks import export_and_compare
+from tests.weights import randomize
 
 SHAPES = [(1, 7, 9), (3, 13, 5), (3, 16, 16), (1, 1, 1)]
 
@@ -61,19 +62,9 @@ class SeedCoordAtt(nn.Module):
         return identity * a_w * a_h
 
 
-def _randomised(module: nn.Module, seed: int = 0) -> nn.Module:
-    """Trained-looking weights and BN statistics (identity BN would hide a per-strip mistake)."""
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.normal_(0.0, 0.5)
-        module.bn1.running_mean.normal_(0.0, 0.5)
-        module.bn1.running_var.uniform_(0.5, 2.0)
-    return module.eval()
-
-
+# randomize: trained-looking BN statistics (an identity BN would hide a per-strip mistake).
 def _pair(channels, reduction):
-    ref = _randomised(CoordAttReference(channels, reduction=reduction))
+    ref = randomize(CoordAttReference(channels, reduction=reduction), stats_last=True)
     dep = CoordAtt(channels, reduction=reduction).eval()
     dep.load_state_dict(ref.state_dict(), strict=True)
     return ref, dep
@@ -101,7 +92,7 @@ def test_training_mode_matches_including_batch_statistics():
 
 
 def test_seed_state_dict_loads_strictly_and_matches():
-    seed = _randomised(SeedCoordAtt(48, 48, reduction=4))
+    seed = randomize(SeedCoordAtt(48, 48, reduction=4), stats_last=True)
     ref = CoordAttReference(48, reduction=4).eval()
     ref.load_state_dict(seed.state_dict(), strict=True)
     x = torch.randn(2, 48, 9, 7)
@@ -111,7 +102,7 @@ def test_seed_state_dict_loads_strictly_and_matches():
 
 @pytest.mark.parametrize("channels,reduction", [(48, 4), (64, 32), (200, 3)])
 def test_hyperparams_rebuild_the_widths(channels, reduction):
-    seed = _randomised(SeedCoordAtt(channels, channels, reduction=reduction))
+    seed = randomize(SeedCoordAtt(channels, channels, reduction=reduction), stats_last=True)
     block = load_pretrained("coordatt", seed.state_dict())
     assert block.init_args["channels"] == channels
     assert block.conv1.out_channels == seed.conv1.out_channels
@@ -121,7 +112,7 @@ def test_hyperparams_rebuild_the_widths(channels, reduction):
 
 
 def test_mismatched_gate_width_in_checkpoint_is_refused():
-    sd = _randomised(SeedCoordAtt(32, 16)).state_dict()
+    sd = randomize(SeedCoordAtt(32, 16), stats_last=True).state_dict()
     with pytest.raises(CheckpointError, match="must match"):
         load_pretrained("coordatt", sd)
 

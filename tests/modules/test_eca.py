@@ -12,6 +12,7 @@ from attn_export.modules.eca import ECA, ECAReference, adaptive_kernel_size
 from attn_export.modules.factory import create_block
 from attn_export.modules.registry import block_info
 from tests.onnx_checks import compare_onnx, export_and_compare
+from tests.weights import randomize
 
 SHAPES = [(1, 7, 9), (3, 13, 5), (3, 16, 16), (1, 1, 1)]
 
@@ -58,18 +59,10 @@ class TimmEcaModule(nn.Module):
         return x * y.expand_as(x)
 
 
-def _randomised(module: nn.Module, seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.normal_(0.0, 1.0)
-    return module.eval()
-
-
 @pytest.mark.parametrize("channels,k_size", [(16, None), (64, None), (64, 1), (48, 7)])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_deploy_equals_reference(channels, k_size, shape):
-    ref = _randomised(ECAReference(channels, k_size=k_size))
+    ref = randomize(ECAReference(channels, k_size=k_size), std=1.0)
     dep = ECA(channels, k_size=k_size).eval()
     dep.load_state_dict(ref.state_dict(), strict=True)
     x = torch.randn(shape[0], channels, *shape[1:])
@@ -91,7 +84,7 @@ def test_adaptive_kernel_values():
 @pytest.mark.parametrize("seed_cls,kwargs", [(SeedEcaLayer, {"k_size": 5}), (SeedEcaBlock, {})],
                          ids=["eca_layer", "eca_block"])
 def test_seed_state_dict_loads_strictly_and_matches(seed_cls, kwargs):
-    seed = _randomised(seed_cls(256, **kwargs))
+    seed = randomize(seed_cls(256, **kwargs), std=1.0)
     ref = ECAReference(256, k_size=kwargs.get("k_size")).eval()
     ref.load_state_dict(seed.state_dict(), strict=True)
     x = torch.randn(2, 256, 5, 7)
@@ -100,7 +93,7 @@ def test_seed_state_dict_loads_strictly_and_matches(seed_cls, kwargs):
 
 
 def test_timm_layout_loads_and_matches():
-    timm = _randomised(TimmEcaModule(kernel_size=7))  # k differs from the adaptive 3 of C=32
+    timm = randomize(TimmEcaModule(kernel_size=7), std=1.0)  # k differs from the adaptive 3 of C=32
     block = load_pretrained("eca", timm.state_dict(), source="timm", channels=32)
     assert block.init_args == {"channels": 32, "k_size": 7}
     x = torch.randn(3, 32, 6, 9)
@@ -117,7 +110,7 @@ def test_timm_mlp_variant_is_refused():
 
 def test_k_size_is_read_from_the_checkpoint():
     # BangguWu/ECANet#46: ECA-ResNet checkpoints use k=3/5/7 per stage, not psi(C).
-    seed = _randomised(SeedEcaLayer(64, k_size=7))
+    seed = randomize(SeedEcaLayer(64, k_size=7), std=1.0)
     block = load_pretrained("eca", seed.state_dict(), channels=64, variant="reference")
     assert block.conv.kernel_size == (7,)
     x = torch.randn(2, 64, 4, 4)
@@ -149,7 +142,7 @@ def test_unknown_kwarg_raises():
 
 @pytest.mark.parametrize("fill", [0.0, 3.0])
 def test_finite_on_zero_and_constant_maps(fill):
-    dep = _randomised(ECA(16))
+    dep = randomize(ECA(16), std=1.0)
     x = torch.full((2, 16, 7, 5), fill)
     with torch.no_grad():
         assert torch.isfinite(dep(x)).all()
@@ -161,7 +154,7 @@ ORT_SHAPES = [(3, 32, 9, 13), (1, 32, 24, 20)]  # neither is the export shape
 def test_dynamo_export_traced_at_batch_one(tmp_path):
     # A Conv1d traced at batch 1 makes torch.export specialise N, so the seed refuses a dynamic N
     # there; the deploy form's 2-D conv exports from the same trace.
-    block = _randomised(ECA(32))
+    block = randomize(ECA(32), std=1.0)
     dims = {0: torch.export.Dim("N"), 2: torch.export.Dim("H"), 3: torch.export.Dim("W")}
     program = torch.onnx.export(block, (torch.randn(1, 32, 16, 16),), None, opset_version=18,
                                 dynamo=True, dynamic_shapes={"x": dims}, verbose=False)
@@ -171,6 +164,6 @@ def test_dynamo_export_traced_at_batch_one(tmp_path):
 
 
 def test_torchscript_export_with_dynamic_hw(tmp_path):
-    block = _randomised(ECA(32, k_size=5))
+    block = randomize(ECA(32, k_size=5), std=1.0)
     export_and_compare(block, tmp_path, (2, 32, 16, 16), ORT_SHAPES, exporter="torchscript",
                        opset=11, filename="eca.onnx", forbidden=block_info("eca").extra["forbidden_ops"])

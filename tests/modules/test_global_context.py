@@ -15,6 +15,7 @@ from attn_export.modules.global_context import (
 )
 from attn_export.modules.swap import to_deploy
 from tests.onnx_checks import export_and_compare
+from tests.weights import randomize
 
 SHAPES = [(1, 7, 9), (3, 13, 5), (3, 16, 16), (1, 1, 1)]
 CONFIGS = [
@@ -88,16 +89,9 @@ class OfficialContextBlock(nn.Module):
         return out
 
 
-def _randomize(module, std=0.3):
-    torch.manual_seed(7)
-    with torch.no_grad():
-        for t in module.state_dict().values():
-            t.normal_(0, std)
-    return module.eval()
-
-
 def _pair(channels, ratio, pooling, fusion):
-    ref = _randomize(ContextBlockReference(channels, ratio=ratio, pooling=pooling, fusion=fusion))
+    ref = ContextBlockReference(channels, ratio=ratio, pooling=pooling, fusion=fusion)
+    ref = randomize(ref, seed=7, std=0.3)
     return ref, to_deploy(ref).eval()
 
 
@@ -114,7 +108,7 @@ def test_deploy_equals_reference(config, shape):
 @pytest.mark.parametrize("config", CONFIGS[1:4], ids=["mul", "add+mul", "avg"])
 def test_official_state_dict_loads_strictly_and_matches(config):
     channels, ratio, pooling, fusion = config
-    official = _randomize(OfficialContextBlock(channels, ratio, pooling, fusion))
+    official = randomize(OfficialContextBlock(channels, ratio, pooling, fusion), seed=7, std=0.3)
     ref = ContextBlockReference(channels, ratio=ratio, pooling=pooling, fusion=fusion).eval()
     ref.load_state_dict(official.state_dict(), strict=True)
     x = torch.randn(2, channels, 9, 7)

@@ -7,6 +7,7 @@ from torch import nn
 from attn_export.errors import BlockConfigError, CheckpointError
 from attn_export.modules.checkpoints import guess_source, load_pretrained
 from attn_export.modules.rcan import RCANChannelAttention, RCANChannelAttentionReference
+from tests.weights import randomize
 
 SHAPES = [(1, 7, 9), (3, 13, 5), (3, 16, 16), (1, 1, 1)]
 
@@ -44,18 +45,10 @@ class BasicSRChannelAttention(nn.Module):
         return x * self.attention(x)
 
 
-def _randomised(module: nn.Module, seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.normal_(0.0, 0.5)
-    return module.eval()
-
-
 @pytest.mark.parametrize("channels,reduction", [(16, 4), (64, 16)], ids=["c16r4", "c64r16"])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_deploy_equals_reference(channels, reduction, shape):
-    ref = _randomised(RCANChannelAttentionReference(channels, reduction))
+    ref = randomize(RCANChannelAttentionReference(channels, reduction))
     dep = RCANChannelAttention(channels, reduction).eval()
     dep.load_state_dict(ref.state_dict(), strict=True)
     n, h, w = shape
@@ -65,7 +58,7 @@ def test_deploy_equals_reference(channels, reduction, shape):
 
 
 def test_seed_state_dict_loads_strictly_and_matches():
-    seed = _randomised(CALayer(32, 8))
+    seed = randomize(CALayer(32, 8))
     ref = RCANChannelAttentionReference(32, 8).eval()
     ref.load_state_dict(seed.state_dict(), strict=True)
     x = torch.randn(2, 32, 11, 7)
@@ -74,7 +67,7 @@ def test_seed_state_dict_loads_strictly_and_matches():
 
 
 def test_basicsr_layout_converts_and_matches():
-    theirs = _randomised(BasicSRChannelAttention(48, 16), seed=1)
+    theirs = randomize(BasicSRChannelAttention(48, 16), seed=1)
     x = torch.randn(3, 48, 9, 13)
     block = load_pretrained("rcan_ca", theirs.state_dict(), source="basicsr")
     assert isinstance(block, RCANChannelAttention)
@@ -125,7 +118,7 @@ def test_empty_bottleneck_raises(cls):
 
 @pytest.mark.parametrize("fill", [0.0, 3.0, -2.5], ids=["zero", "const+", "const-"])
 def test_finite_on_zero_and_constant_maps(fill):
-    dep = _randomised(RCANChannelAttention(16, 4))
+    dep = randomize(RCANChannelAttention(16, 4))
     x = torch.full((2, 16, 5, 7), fill)
     with torch.no_grad():
         y = dep(x)

@@ -9,6 +9,7 @@ from attn_export.modules.checkpoints import guess_source, load_pretrained
 from attn_export.modules.registry import block_info
 from attn_export.modules.scse import SCSE, SCSEReference
 from tests.onnx_checks import export_and_compare
+from tests.weights import randomize
 
 SHAPES = [(1, 7, 9), (3, 13, 5), (3, 16, 16), (1, 1, 1)]
 FUSIONS = ["add", "max"]
@@ -70,19 +71,11 @@ class AiMedChannelSpatialSE(nn.Module):
         return torch.max(self.cSE(x), self.sSE(x))
 
 
-def _randomised(module: nn.Module, seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.normal_(0.0, 0.5)
-    return module.eval()
-
-
 @pytest.mark.parametrize("fusion", FUSIONS)
 @pytest.mark.parametrize("channels,reduction", [(16, 4), (64, 16)], ids=["c16r4", "c64r16"])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_deploy_equals_reference(fusion, channels, reduction, shape):
-    ref = _randomised(SCSEReference(channels, reduction, fusion))
+    ref = randomize(SCSEReference(channels, reduction, fusion))
     dep = SCSE(channels, reduction, fusion).eval()
     dep.load_state_dict(ref.state_dict(), strict=True)
     n, h, w = shape
@@ -92,7 +85,7 @@ def test_deploy_equals_reference(fusion, channels, reduction, shape):
 
 
 def test_seed_state_dict_loads_strictly_and_matches():
-    seed = _randomised(SCSEModule(32, 8))
+    seed = randomize(SCSEModule(32, 8))
     ref = SCSEReference(32, 8).eval()
     ref.load_state_dict(seed.state_dict(), strict=True)
     assert {k.rsplit(".", 1)[0] for k in ref.state_dict()} == {"cSE.1", "cSE.3", "sSE.0"}
@@ -102,7 +95,7 @@ def test_seed_state_dict_loads_strictly_and_matches():
 
 
 def test_ai_med_layout_converts_and_matches_with_max_fusion():
-    theirs = _randomised(AiMedChannelSpatialSE(24), seed=1)  # the authors' reduction_ratio=2
+    theirs = randomize(AiMedChannelSpatialSE(24), seed=1)  # the authors' reduction_ratio=2
     assert guess_source("scse", theirs.state_dict()) == "ai_med"
     block = load_pretrained("scse", theirs.state_dict(), source="ai_med", fusion="max")
     assert block.init_args == {"channels": 24, "reduction": 2, "fusion": "max"}
@@ -112,7 +105,7 @@ def test_ai_med_layout_converts_and_matches_with_max_fusion():
 
 
 def test_max_fusion_differs_from_add():
-    ref = _randomised(SCSEReference(16, 4, "add"))
+    ref = randomize(SCSEReference(16, 4, "add"))
     other = SCSEReference(16, 4, "max").eval()
     other.load_state_dict(ref.state_dict())
     x = torch.randn(2, 16, 5, 5)
@@ -133,7 +126,7 @@ def test_hyperparams_inferred_from_weights(channels, reduction):
 def test_max_fusion_exports_with_dynamic_hw(tmp_path):
     # The registry matrix exports the default (add) fusion with both exporters; the max branch
     # adds one elementwise Max and is checked here with the default exporter.
-    dep = _randomised(SCSE(16, 4, "max"))
+    dep = randomize(SCSE(16, 4, "max"))
     ops = export_and_compare(dep, tmp_path, (2, 16, 16, 16), [(3, 16, 9, 13), (1, 16, 24, 20)],
                              exporter="torchscript", opset=17, filename="scse.onnx",
                              forbidden=block_info("scse").extra["forbidden_ops"])
@@ -151,7 +144,7 @@ def test_bad_args_raise(cls):
 @pytest.mark.parametrize("fusion", FUSIONS)
 @pytest.mark.parametrize("fill", [0.0, 3.0, -2.5], ids=["zero", "const+", "const-"])
 def test_finite_on_zero_and_constant_maps(fusion, fill):
-    dep = _randomised(SCSE(16, 4, fusion))
+    dep = randomize(SCSE(16, 4, fusion))
     x = torch.full((2, 16, 5, 7), fill)
     with torch.no_grad():
         y = dep(x)

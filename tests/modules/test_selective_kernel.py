@@ -17,22 +17,9 @@ from attn_export.modules.selective_kernel import (
     make_divisible,
 )
 from tests.onnx_checks import export_and_compare
+from tests.weights import randomize_norms_and_biases
 
 SHAPES = [(1, 7, 9), (3, 13, 5), (3, 8, 8)]
-
-
-def randomize(module: nn.Module, seed: int = 0) -> nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.5)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-                m.weight.copy_(torch.randn(m.weight.shape, generator=g))
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g))
-            elif isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None:
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.5)
-    return module
 
 
 # --- timm layers/selective_kernel.py (+ ConvNormAct, BatchNormAct2d), written from its published
@@ -144,7 +131,7 @@ CONFIGS = {
 @pytest.mark.parametrize("channels", [24, 48])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_deploy_equals_reference(channels, shape, config):
-    ref = randomize(SelectiveKernelReference(channels, **CONFIGS[config])).eval()
+    ref = randomize_norms_and_biases(SelectiveKernelReference(channels, **CONFIGS[config])).eval()
     dep = SelectiveKernel(channels, **CONFIGS[config]).eval()
     dep.load_state_dict(ref.state_dict(), strict=True)
     x = torch.randn(shape[0], channels, *shape[1:])
@@ -152,7 +139,7 @@ def test_deploy_equals_reference(channels, shape, config):
 
 
 def test_deploy_equals_reference_in_training_mode():
-    ref = randomize(SelectiveKernelReference(32)).train()
+    ref = randomize_norms_and_biases(SelectiveKernelReference(32)).train()
     dep = SelectiveKernel(32).train()
     dep.load_state_dict(ref.state_dict(), strict=True)
     x = torch.randn(3, 32, 9, 11)
@@ -173,7 +160,7 @@ def test_init_args_keep_lists_as_given():
      {"keep_3x3": False, "split_input": False, "groups": 3}),
 ], ids=["default", "three_paths", "unsplit_grouped"])
 def test_timm_state_dict_loads_strictly_and_matches(timm_kwargs, ours):
-    timm_block = randomize(TimmSelectiveKernel(48, **timm_kwargs), seed=4).eval()
+    timm_block = randomize_norms_and_biases(TimmSelectiveKernel(48, **timm_kwargs), seed=4).eval()
     x = torch.randn(2, 48, 10, 7)
     expected = timm_block(x)
     for cls in (SelectiveKernelReference, SelectiveKernel):
@@ -189,7 +176,7 @@ def test_timm_state_dict_loads_strictly_and_matches(timm_kwargs, ours):
     {"channel": 32, "kernels": (3, 5, 7), "reduction": 4, "L": 4, "group": 2},
 ], ids=["default", "grouped"])
 def test_external_attention_layout_converts(ska_kwargs):
-    foreign = randomize(SKAttention(**ska_kwargs), seed=5).eval()
+    foreign = randomize_norms_and_biases(SKAttention(**ska_kwargs), seed=5).eval()
     for p in foreign.fc.parameters():  # bigger logits, so the softmax weights are far from uniform
         p.data.mul_(4)
     block = load_pretrained("sk", foreign.state_dict(), source="external_attention")
@@ -201,7 +188,7 @@ def test_external_attention_layout_converts(ska_kwargs):
 
 def test_external_attention_ambiguous_groups_can_be_overridden():
     # group == number of paths: a path's input width C / P reads as timm's split input.
-    foreign = randomize(SKAttention(32, kernels=(1, 3), group=2, L=8), seed=6).eval()
+    foreign = randomize_norms_and_biases(SKAttention(32, kernels=(1, 3), group=2, L=8), seed=6).eval()
     sd = convert_state_dict("sk", foreign.state_dict(), source="external_attention")
     guessed = load_pretrained("sk", sd)
     assert guessed.init_args["split_input"] is True
@@ -244,13 +231,13 @@ def test_bad_args_raise(cls, kwargs):
 
 @pytest.mark.parametrize("fill", [0.0, 3.0, -2.0], ids=["zero", "const3", "const-2"])
 def test_nan_free_on_flat_maps(fill):
-    block = randomize(SelectiveKernel(32)).eval()
+    block = randomize_norms_and_biases(SelectiveKernel(32)).eval()
     assert torch.isfinite(block(torch.full((2, 32, 7, 9), fill))).all()
 
 
 @pytest.mark.parametrize("exporter,opset", [("torchscript", 17), ("dynamo", 18)])
 def test_onnx_dynamic_hw_matches_torch_at_other_sizes(tmp_path, exporter, opset):
-    block = randomize(SelectiveKernel(48, kernel_size=[3, 5, 7])).eval()
+    block = randomize_norms_and_biases(SelectiveKernel(48, kernel_size=[3, 5, 7])).eval()
     export_and_compare(block, tmp_path, (2, 48, 16, 16), [(3, 48, 9, 13), (1, 48, 24, 20)],
                        exporter=exporter, opset=opset, filename="sk.onnx",
                        forbidden=block_info("sk").extra["forbidden_ops"])

@@ -15,6 +15,7 @@ from attn_export.modules.checkpoints import (
 from attn_export.modules.factory import create_block
 from attn_export.modules.squeeze_excitation import SE, SEReference
 from attn_export.modules.swap import to_deploy
+from tests.weights import randomize
 
 SHAPES = [(1, 7, 9), (3, 13, 5), (3, 16, 16), (1, 1, 1)]
 
@@ -91,21 +92,10 @@ class CadeneSEModule(nn.Module):
         return module_input * x
 
 
-def _randomize(module):
-    torch.manual_seed(3)
-    with torch.no_grad():
-        for name, t in module.state_dict().items():
-            if "running_var" in name:
-                t.uniform_(0.5, 2.0)
-            elif t.is_floating_point():
-                t.normal_(0, 0.5)
-    return module.eval()
-
-
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_deploy_equals_reference(bias, shape):
-    ref = _randomize(SEReference(32, reduction=4, bias=bias))
+    ref = randomize(SEReference(32, reduction=4, bias=bias), seed=3)
     dep = to_deploy(ref).eval()
     assert isinstance(dep, SE)
     x = torch.randn(shape[0], 32, *shape[1:])
@@ -114,7 +104,7 @@ def test_deploy_equals_reference(bias, shape):
 
 
 def test_seed_state_dict_loads_strictly_and_matches():
-    seed = _randomize(SeedSEAttention(64, reduction=16))
+    seed = randomize(SeedSEAttention(64, reduction=16), seed=3)
     ref = SEReference(64).eval()
     ref.load_state_dict(seed.state_dict(), strict=True)
     x = torch.randn(2, 64, 7, 9)
@@ -133,7 +123,7 @@ TIMM_CASES = {
 
 @pytest.mark.parametrize("case", TIMM_CASES, ids=str)
 def test_timm_se_module_converts_exactly(case):
-    timm = _randomize(TimmSEModule(**TIMM_CASES[case]))
+    timm = randomize(TimmSEModule(**TIMM_CASES[case]), seed=3)
     block = load_pretrained("se", timm.state_dict(), source="timm")
     hidden = timm.fc1.out_channels
     assert block.fc[0].out_features == hidden
@@ -144,7 +134,7 @@ def test_timm_se_module_converts_exactly(case):
 
 
 def test_cadene_se_module_converts_exactly():
-    cadene = _randomize(CadeneSEModule(64, reduction=16))
+    cadene = randomize(CadeneSEModule(64, reduction=16), seed=3)
     block = load_pretrained("se", cadene.state_dict(), source="cadene")
     assert block.init_args == {"channels": 64, "reduction": 16, "bias": True}
     x = torch.randn(3, 64, 5, 11)
@@ -173,7 +163,7 @@ def test_bad_args_raise():
 
 @pytest.mark.parametrize("fill", [0.0, 3.0])
 def test_finite_on_zero_and_constant_maps(fill):
-    ref = _randomize(SEReference(32, reduction=4, bias=True))
+    ref = randomize(SEReference(32, reduction=4, bias=True), seed=3)
     dep = to_deploy(ref).eval()
     x = torch.full((2, 32, 7, 9), fill)
     with torch.no_grad():

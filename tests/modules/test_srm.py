@@ -7,6 +7,7 @@ from torch import nn
 from attn_export.errors import BlockConfigError
 from attn_export.modules.checkpoints import load_pretrained
 from attn_export.modules.srm import SRM, SRMReference
+from tests.weights import randomize
 
 SHAPES = [(1, 7, 9), (3, 13, 5), (3, 16, 16), (2, 1, 2)]
 
@@ -31,20 +32,12 @@ class SRMLayer(nn.Module):
         return x * g.expand_as(x)
 
 
-def _randomised(module: nn.Module, seed: int = 0) -> nn.Module:
-    """Trained-looking weights and running statistics (at init the BN is nearly the identity)."""
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        module.cfc.weight.normal_(0.0, 1.0)
-        module.bn.weight.uniform_(0.5, 1.5)
-        module.bn.bias.normal_(0.0, 0.5)
-        module.bn.running_mean.normal_(0.0, 0.5)
-        module.bn.running_var.uniform_(0.5, 2.0)
-    return module.eval()
+# randomize()'s BatchNorm fill: trained-looking, as at init the BN is nearly the identity.
+TRAINED_BN = {"weight": (0.5, 1.5), "bias": 0.5, "running_mean": 0.5}
 
 
 def _pair(channels, seed=0):
-    ref = _randomised(SRMReference(channels), seed)
+    ref = randomize(SRMReference(channels), seed, std=1.0, bn=TRAINED_BN)
     dep = SRM(channels).eval()
     dep.load_state_dict(ref.state_dict(), strict=True)
     return ref, dep
@@ -74,7 +67,7 @@ def test_train_mode_matches_too():
 
 
 def test_seed_state_dict_loads_strictly_and_matches():
-    seed = _randomised(SRMLayer(24))
+    seed = randomize(SRMLayer(24), std=1.0, bn=TRAINED_BN)
     ref = SRMReference(24).eval()
     ref.load_state_dict(seed.state_dict(), strict=True)
     x = torch.randn(2, 24, 11, 7)
@@ -129,7 +122,7 @@ def test_fp16_stays_close_to_fp32():
 
 
 def test_hyperparams_inferred_from_weights():
-    seed = _randomised(SRMLayer(40))
+    seed = randomize(SRMLayer(40), std=1.0, bn=TRAINED_BN)
     block = load_pretrained("srm", seed.state_dict())
     assert isinstance(block, SRM) and block.init_args == {"channels": 40}
     x = torch.randn(2, 40, 6, 5)

@@ -17,6 +17,7 @@ from attn_export.modules.strip_pooling import (
 )
 from attn_export.modules.swap import to_deploy
 from tests.onnx_checks import export_and_compare
+from tests.weights import randomize
 
 UP = {"mode": "bilinear", "align_corners": True}
 
@@ -63,30 +64,19 @@ class SeedStripPooling(nn.Module):
         return F.relu_(x + out)
 
 
-def _randomised(module: nn.Module, seed: int = 0) -> nn.Module:
-    """Trained-looking weights and BN statistics (identity BN would hide a branch mistake)."""
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, nn.Conv2d):
-                m.weight.normal_(0.0, 0.3)
-            if isinstance(m, nn.BatchNorm2d):
-                m.weight.uniform_(0.7, 1.3)
-                m.bias.normal_(0.0, 0.3)
-                m.running_mean.normal_(0.0, 0.2)
-                m.running_var.uniform_(0.5, 2.0)
-    return module.eval()
+# randomize()'s BatchNorm fill: trained-looking, as an identity BN would hide a branch mistake.
+TRAINED_BN = {"weight": (0.7, 1.3), "running_mean": 0.2}
 
 
 def _pair(hw, channels=16, **kwargs):
-    ref = _randomised(StripPoolingReference(channels, **kwargs))
+    ref = randomize(StripPoolingReference(channels, **kwargs), std=0.3, bn=TRAINED_BN)
     dep = StripPooling(**ref.init_args, input_size=hw).eval()
     dep.load_state_dict(ref.state_dict(), strict=True)
     return ref, dep
 
 
 def test_to_deploy_passes_the_geometry_through():
-    ref = _randomised(StripPoolingReference(16))
+    ref = randomize(StripPoolingReference(16), std=0.3, bn=TRAINED_BN)
     net = nn.Sequential(nn.Conv2d(3, 16, 1), ref).eval()
     x = torch.randn(2, 3, 11, 14)
     with torch.no_grad():
@@ -135,7 +125,7 @@ def test_bin_pool_kernel_path_and_buffers_stay_out_of_state_dict():
 
 
 def test_seed_state_dict_loads_strictly_and_matches():
-    seed = _randomised(SeedStripPooling(32, (20, 12), nn.BatchNorm2d, UP))
+    seed = randomize(SeedStripPooling(32, (20, 12), nn.BatchNorm2d, UP), std=0.3, bn=TRAINED_BN)
     ref = StripPoolingReference(32).eval()
     ref.load_state_dict(seed.state_dict(), strict=True)
     x = torch.randn(2, 32, 17, 23)
@@ -144,7 +134,7 @@ def test_seed_state_dict_loads_strictly_and_matches():
 
 
 def test_checkpoint_loads_into_the_deploy_form_for_a_geometry():
-    seed = _randomised(SeedStripPooling(32, (20, 12), nn.BatchNorm2d, UP))
+    seed = randomize(SeedStripPooling(32, (20, 12), nn.BatchNorm2d, UP), std=0.3, bn=TRAINED_BN)
     block = load_pretrained("strip_pooling", seed.state_dict(), input_size=(30, 18))
     assert block.init_args["channels"] == 32 and block.input_size == (30, 18)
     x = torch.randn(2, 32, 30, 18)
@@ -153,7 +143,7 @@ def test_checkpoint_loads_into_the_deploy_form_for_a_geometry():
 
 
 def test_checkpoint_with_other_inner_width_is_refused():
-    sd = _randomised(StripPoolingReference(32)).state_dict()
+    sd = randomize(StripPoolingReference(32), std=0.3, bn=TRAINED_BN).state_dict()
     sd["conv1_1.0.weight"] = torch.randn(6, 32, 1, 1)
     with pytest.raises(CheckpointError, match="int\\(channels / 4\\)"):
         load_pretrained("strip_pooling", sd, input_size=(8, 8))

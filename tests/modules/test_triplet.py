@@ -11,20 +11,9 @@ from attn_export.modules.checkpoints import convert_state_dict, load_pretrained
 from attn_export.modules.registry import block_info
 from attn_export.modules.triplet import TripletAttention, TripletAttentionReference
 from tests.onnx_checks import export_and_compare
+from tests.weights import randomize_norms_and_biases
 
 SHAPES = [(1, 7, 9), (3, 13, 5), (3, 8, 8)]
-
-
-def randomize(module: nn.Module, seed: int = 0) -> nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.5)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-                m.weight.copy_(torch.randn(m.weight.shape, generator=g))
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g))
-    return module
 
 
 # --- landskape-ai/triplet-attention, written from its published definitions: the root
@@ -108,7 +97,7 @@ class ModelsTripletAttention(nn.Module):
 @pytest.mark.parametrize("channels", [16, 48])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_deploy_equals_reference(channels, shape, kwargs):
-    ref = randomize(TripletAttentionReference(channels, **kwargs)).eval()
+    ref = randomize_norms_and_biases(TripletAttentionReference(channels, **kwargs)).eval()
     dep = TripletAttention(channels, **kwargs).eval()
     dep.load_state_dict(ref.state_dict(), strict=True)
     x = torch.randn(shape[0], channels, *shape[1:])
@@ -117,7 +106,7 @@ def test_deploy_equals_reference(channels, shape, kwargs):
 
 def test_deploy_equals_reference_in_training_mode():
     # The transposed hc plane holds the same elements, so BN batch statistics agree too.
-    ref = randomize(TripletAttentionReference(16)).train()
+    ref = randomize_norms_and_biases(TripletAttentionReference(16)).train()
     dep = TripletAttention(16).train()
     dep.load_state_dict(ref.state_dict(), strict=True)
     x = torch.randn(3, 16, 9, 11)
@@ -127,7 +116,7 @@ def test_deploy_equals_reference_in_training_mode():
 
 @pytest.mark.parametrize("no_spatial", [False, True])
 def test_official_state_dict_loads_strictly_and_matches(no_spatial):
-    official = randomize(OfficialTripletAttention(no_spatial), seed=2).eval()
+    official = randomize_norms_and_biases(OfficialTripletAttention(no_spatial), seed=2).eval()
     x = torch.randn(2, 24, 11, 7)
     expected = official(x)
     for cls in (TripletAttentionReference, TripletAttention):
@@ -138,7 +127,7 @@ def test_official_state_dict_loads_strictly_and_matches(no_spatial):
 
 @pytest.mark.parametrize("no_spatial", [False, True])
 def test_models_layout_converts(no_spatial):
-    foreign = randomize(ModelsTripletAttention(24, 16, no_spatial=no_spatial), seed=3).eval()
+    foreign = randomize_norms_and_biases(ModelsTripletAttention(24, 16, no_spatial=no_spatial), seed=3).eval()
     block = load_pretrained("triplet", foreign.state_dict(), source="models", channels=24)
     assert block.init_args == {"channels": 24, "kernel_size": 7, "no_spatial": no_spatial}
     x = torch.randn(3, 24, 6, 10)
@@ -171,13 +160,13 @@ def test_bad_args_raise(cls, kwargs):
 
 @pytest.mark.parametrize("fill", [0.0, 3.0, -2.0], ids=["zero", "const3", "const-2"])
 def test_nan_free_on_flat_maps(fill):
-    block = randomize(TripletAttention(16)).eval()
+    block = randomize_norms_and_biases(TripletAttention(16)).eval()
     assert torch.isfinite(block(torch.full((2, 16, 7, 9), fill))).all()
 
 
 @pytest.mark.parametrize("exporter,opset", [("torchscript", 17), ("dynamo", 18)])
 def test_onnx_dynamic_hw_matches_torch_at_other_sizes(tmp_path, exporter, opset):
-    block = randomize(TripletAttention(16)).eval()
+    block = randomize_norms_and_biases(TripletAttention(16)).eval()
     # The hc kernel's transpose is a constant the exporter folds: no Transpose node remains.
     export_and_compare(block, tmp_path, (2, 16, 16, 16), [(3, 16, 9, 13), (1, 16, 24, 20)],
                        exporter=exporter, opset=opset, filename="triplet.onnx",

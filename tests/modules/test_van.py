@@ -12,6 +12,7 @@ from attn_export.modules.checkpoints import guess_source, load_pretrained
 from attn_export.modules.swap import to_deploy
 from attn_export.modules.van import LKA, LKAReference, VANAttention, VANAttentionReference
 from tests.onnx_checks import export_and_compare
+from tests.weights import randomize
 
 SHAPES = [(1, 7, 9), (3, 13, 5), (3, 16, 16), (1, 1, 1)]
 PAIRS = {"lka": (LKAReference, LKA), "van": (VANAttentionReference, VANAttention)}
@@ -128,20 +129,12 @@ FOREIGN = {
 SEEDS = {"lka": SeedLKA, "van": SeedAttention}
 
 
-def _randomised(module: nn.Module, seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.normal_(0.0, 0.2)
-    return module.eval()
-
-
 @pytest.mark.parametrize("name", ["lka", "van"])
 @pytest.mark.parametrize("channels", [8, 32])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_deploy_equals_reference(name, channels, shape):
     ref_cls, dep_cls = PAIRS[name]
-    ref = _randomised(ref_cls(channels))
+    ref = randomize(ref_cls(channels), std=0.2)
     dep = dep_cls(channels).eval()
     dep.load_state_dict(ref.state_dict(), strict=True)
     n, h, w = shape
@@ -152,7 +145,7 @@ def test_deploy_equals_reference(name, channels, shape):
 
 @pytest.mark.parametrize("name", ["lka", "van"])
 def test_seed_state_dict_loads_strictly_and_matches(name):
-    seed = _randomised(SEEDS[name](16))
+    seed = randomize(SEEDS[name](16), std=0.2)
     ref = PAIRS[name][0](16).eval()
     ref.load_state_dict(seed.state_dict(), strict=True)
     x = torch.randn(2, 16, 11, 7)
@@ -162,7 +155,7 @@ def test_seed_state_dict_loads_strictly_and_matches(name):
 
 def test_van_returns_projection_plus_shortcut():
     # The seed's bare `return` would give None; the official code returns proj_2(...) + x.
-    ref = _randomised(VANAttentionReference(8))
+    ref = randomize(VANAttentionReference(8), std=0.2)
     x = torch.randn(1, 8, 6, 6)
     with torch.no_grad():
         y = ref(x)
@@ -174,7 +167,7 @@ def test_van_returns_projection_plus_shortcut():
 
 @pytest.mark.parametrize("name,source", sorted(FOREIGN), ids=lambda v: str(v))
 def test_foreign_layouts_convert_and_match(name, source):
-    theirs = _randomised(FOREIGN[(name, source)](24), seed=1)
+    theirs = randomize(FOREIGN[(name, source)](24), seed=1, std=0.2)
     assert guess_source(name, theirs.state_dict()) == source
     block = load_pretrained(name, theirs.state_dict(), source=source)
     assert isinstance(block, PAIRS[name][1]) and block.init_args == {"channels": 24}
@@ -185,7 +178,7 @@ def test_foreign_layouts_convert_and_match(name, source):
 
 @pytest.mark.parametrize("name", ["lka", "van"])
 def test_hyperparams_inferred_from_weights(name):
-    seed = _randomised(SEEDS[name](40))
+    seed = randomize(SEEDS[name](40), std=0.2)
     block = load_pretrained(name, seed.state_dict(), variant="reference")
     assert type(block) is PAIRS[name][0] and block.init_args == {"channels": 40}
 
@@ -209,7 +202,7 @@ def test_bad_channels_raise(cls):
 @pytest.mark.parametrize("name", ["lka", "van"])
 @pytest.mark.parametrize("fill", [0.0, 3.0], ids=["zero", "const"])
 def test_finite_on_zero_and_constant_maps(name, fill):
-    dep = _randomised(PAIRS[name][1](16))
+    dep = randomize(PAIRS[name][1](16), std=0.2)
     x = torch.full((2, 16, 5, 7), fill)
     with torch.no_grad():
         y = dep(x)
@@ -222,6 +215,6 @@ def test_finite_on_zero_and_constant_maps(name, fill):
 def test_dilated_conv_exports_for_maps_smaller_than_its_reach(tmp_path, name):
     # conv_spatial reaches 19 pixels (7 taps, dilation 3, padding 9): maps narrower than that
     # are mostly padding; the exported graph must still give PyTorch's output there.
-    dep = _randomised(PAIRS[name][1](8))
+    dep = randomize(PAIRS[name][1](8), std=0.2)
     export_and_compare(dep, tmp_path, (2, 8, 16, 16), [(3, 8, 1, 1), (1, 8, 2, 5), (2, 8, 23, 41)],
                        exporter="torchscript", opset=11, filename=f"{name}.onnx", forbidden={"Shape"})
