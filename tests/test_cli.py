@@ -169,9 +169,10 @@ def test_convert_a_timm_checkpoint_and_load_it(tmp_path):
     import torch
 
     from attn_export.modules.checkpoints import load_pretrained
-    from tests.modules.test_squeeze_excitation import TimmSEModule, _randomize
+    from tests.modules.test_squeeze_excitation import TimmSEModule
+    from tests.weights import randomize
 
-    timm_se = _randomize(TimmSEModule(32)).eval()
+    timm_se = randomize(TimmSEModule(32), seed=3)
     ckpt = tmp_path / "timm_se.pth"
     torch.save({"state_dict": timm_se.state_dict()}, ckpt)
     result = _run("convert", str(ckpt), "--block", "se", "--source", "timm")
