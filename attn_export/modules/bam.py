@@ -102,8 +102,11 @@ class SpatialGate(nn.Module):
         return self.gate_s(x).expand_as(x)
 
 
-class BAMReference(AttentionBlock):
-    """BAM as the official code computes it (product of the branches), for any H and W."""
+class _BAMBase(AttentionBlock):
+    """Both forms: ``(1 + sigmoid(channel * spatial)) * x``; they differ only in the gate classes."""
+
+    channel_gate: type[nn.Module]
+    spatial_gate: type[nn.Module]
 
     def __init__(
         self, channels: int, reduction: int = 16, dilation: int = 4, num_dilated: int = 2
@@ -112,12 +115,20 @@ class BAMReference(AttentionBlock):
             channels=channels, reduction=reduction, dilation=dilation, num_dilated=num_dilated
         )
         hidden = _hidden(channels, reduction, dilation, num_dilated)
-        self.channel_att = ChannelGate(channels, hidden)
-        self.spatial_att = SpatialGate(channels, hidden, dilation, num_dilated)
+        self.channel_att = self.channel_gate(channels, hidden)
+        self.spatial_att = self.spatial_gate(channels, hidden, dilation, num_dilated)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Deploy gates are (N, C, 1, 1) and (N, 1, H, W): they broadcast, no Expand from x's shape.
         att = 1 + torch.sigmoid(self.channel_att(x) * self.spatial_att(x))
         return att * x
+
+
+class BAMReference(_BAMBase):
+    """BAM as the official code computes it (product of the branches), for any H and W."""
+
+    channel_gate = ChannelGate
+    spatial_gate = SpatialGate
 
 
 class _ChannelGate(nn.Module):
@@ -139,23 +150,11 @@ class _SpatialGate(nn.Module):
         return self.gate_s(x)
 
 
-class BAM(AttentionBlock):
+class BAM(_BAMBase):
     """Export-safe BAM: mean reduction, gates broadcast (no ``expand_as``), same keys."""
 
-    def __init__(
-        self, channels: int, reduction: int = 16, dilation: int = 4, num_dilated: int = 2
-    ) -> None:
-        super().__init__(
-            channels=channels, reduction=reduction, dilation=dilation, num_dilated=num_dilated
-        )
-        hidden = _hidden(channels, reduction, dilation, num_dilated)
-        self.channel_att = _ChannelGate(channels, hidden)
-        self.spatial_att = _SpatialGate(channels, hidden, dilation, num_dilated)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # (N, C, 1, 1) * (N, 1, H, W) broadcasts: no Expand to a shape read from x.
-        att = 1 + torch.sigmoid(self.channel_att(x) * self.spatial_att(x))
-        return att * x
+    channel_gate = _ChannelGate
+    spatial_gate = _SpatialGate
 
 
 def _infer_bam(sd: StateDict) -> dict[str, int]:
