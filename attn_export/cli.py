@@ -6,82 +6,23 @@ Nothing heavy is imported at module level, so ``attn-export --help`` works witho
 
 from __future__ import annotations
 
-import ast
-import functools
 import json
 import sys
 from pathlib import Path
 
 import click
 
-from attn_export.errors import AttnExportError
+from attn_export.commands.common import (
+    echo_warnings,
+    fail,
+    handle_errors,
+    parse_sets,
+    parse_shape,
+    parse_target_trt,
+)
 from attn_export.modules.registry import BLOCKS, SHAPE_MODES, block_info, list_blocks
 
 OPSET_HELP = "ONNX opset, 11..21 (TensorRT 8.5 parses up to 17, 10.x up to 20)."
-
-
-def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(1)
-
-
-def handle_errors(func):
-    """Turn library errors into one line on stderr and exit code 1, never a traceback."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except AttnExportError as exc:
-            _fail(str(exc))
-        except KeyboardInterrupt:
-            _fail("interrupted; no partial file was left behind")
-
-    return wrapper
-
-
-def parse_shape(_ctx, _param, value: str | None) -> tuple[int, ...] | None:
-    """``1x64x40x40`` -> (1, 64, 40, 40)."""
-    if value is None:
-        return None
-    try:
-        dims = tuple(int(d) for d in value.lower().replace(",", "x").split("x"))
-    except ValueError:
-        dims = ()
-    if len(dims) != 4 or min(dims) < 1:
-        raise click.BadParameter(f"{value!r} is not NxCxHxW with 4 positive integers "
-                                 "(e.g. 1x64x40x40)")
-    return dims
-
-
-def parse_sets(_ctx, _param, values: tuple[str, ...]) -> dict:
-    """``--set reduction=8 --set kernel_size=[3,5]`` -> {"reduction": 8, "kernel_size": [3, 5]}."""
-    kwargs = {}
-    for item in values:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.isidentifier():
-            raise click.BadParameter(f"{item!r} is not key=value (e.g. --set reduction=8)")
-        try:
-            kwargs[key] = ast.literal_eval(raw)
-        except (ValueError, SyntaxError):
-            kwargs[key] = raw  # a bare word such as fusion=max
-    return kwargs
-
-
-def parse_target_trt(_ctx, _param, value: str | None) -> str | None:
-    """``--trt-version 10.3`` for the precision plan; unreadable versions are bad flags (exit 2)."""
-    if value is None:
-        return None
-    from attn_export.errors import ValidationError
-    from attn_export.export.precision_plan import parse_trt_version
-
-    try:
-        major, minor, patch = parse_trt_version(value)
-    except ValidationError as exc:
-        raise click.BadParameter(str(exc)) from None
-    if major < 10:
-        raise click.BadParameter(f"TensorRT {value} is not supported; expected 10.x or 11.x")
-    return f"{major}.{minor}.{patch}"
 
 
 class BlockGroup(click.Group):
@@ -164,7 +105,7 @@ def export_command(block, opset, exporter, dynamic, simplifier, channels, input_
     click.echo(format_table(result.rows))
     click.echo(f"wrote {result.onnx_path}, {result.golden_path}, {result.report_path}")
     if not result.passed:
-        _fail(f"{block}: ONNX Runtime differs from PyTorch beyond tolerance (see the table)")
+        fail(f"{block}: ONNX Runtime differs from PyTorch beyond tolerance (see the table)")
     if precision != "fp32":
         _reduced_precision(result.onnx_path, result.golden_path, precision, calib_data,
                            quantize_gates, target_trt, seed)
@@ -174,11 +115,6 @@ def export_command(block, opset, exporter, dynamic, simplifier, channels, input_
         _build_and_validate(result.onnx_path, BuildOptions(
             precision=precision, shape_mode=dynamic, calib_data=calib_data,
             quantize_gates=quantize_gates), result.golden_path, target_trt)
-
-
-def _echo_warnings(caught) -> None:
-    for w in caught:
-        click.echo(f"warning: {w.message}", err=True)
 
 
 def _reduced_precision(onnx_path, golden_path, precision, calib_data, quantize_gates,
@@ -193,7 +129,7 @@ def _reduced_precision(onnx_path, golden_path, precision, calib_data, quantize_g
         warnings.simplefilter("always")
         out = precision_onnx_from_export(onnx_path, golden_path, precision, calib_data,
                                          quantize_gates, target_trt or _installed_trt(), seed=seed)
-    _echo_warnings(caught)
+    echo_warnings(caught)
     click.echo(f"{precision} graph -> {out.path}  ({len(out.kept_float)} nodes kept float"
                + (f"; calibration: {out.calibration}" if out.calibration else "") + ")")
     for note in out.plan.notes:
@@ -206,7 +142,7 @@ def _reduced_precision(onnx_path, golden_path, precision, calib_data, quantize_g
         "kept_float": len(out.kept_float), "plan_notes": list(out.plan.notes),
         "metrics": [r.to_dict() for r in out.rows]})
     if not out.passed:
-        _fail(f"{out.path} differs from PyTorch beyond the {precision} tolerance (see the table)")
+        fail(f"{out.path} differs from PyTorch beyond the {precision} tolerance (see the table)")
 
 
 def _installed_trt() -> str:
@@ -231,7 +167,7 @@ def _build_and_validate(onnx_path, options, golden_path, target_trt, output=None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         built = build_engine(onnx_path, options, output)
-    _echo_warnings(caught)
+    echo_warnings(caught)
     if target_trt and built.plan.trt_version[0] != int(target_trt.split(".")[0]):
         click.echo(f"warning: --trt-version {target_trt} but TensorRT "
                    f"{built.sidecar.built_with['tensorrt']} built the engine", err=True)
@@ -249,7 +185,7 @@ def _build_and_validate(onnx_path, options, golden_path, target_trt, output=None
         rows = validate_runner(runner, load_golden(golden_path), s.precision)
     click.echo(format_table(rows))
     if not all(r.comparison.passed for r in rows):
-        _fail(f"{built.engine_path} differs from PyTorch beyond the {s.precision} tolerance")
+        fail(f"{built.engine_path} differs from PyTorch beyond the {s.precision} tolerance")
 
 
 def markdown_table() -> str:
@@ -307,7 +243,7 @@ def validate_command(model: Path, golden: Path, precision: str | None) -> None:
         rows = validate_runner(runner, gold, precision)
     click.echo(format_table(rows))
     if not all(r.comparison.passed for r in rows):
-        _fail(f"{model} differs from the golden outputs beyond the {precision} tolerance")
+        fail(f"{model} differs from the golden outputs beyond the {precision} tolerance")
 
 
 @main.command("build")
@@ -418,3 +354,8 @@ def convert_command(checkpoint: Path, block: str, source: str, output: Path | No
     args = ", ".join(f"{k}={v!r}" for k, v in done.kwargs.items())
     click.echo(f"{block}: {done.num_tensors} tensors from the {done.source!r} layout -> {done.path}")
     click.echo(f"load with: load_pretrained({block!r}, {str(done.path)!r})  # builds {block}({args})")
+
+
+# Verbs that live in their own module (attn_export/commands/<verb>.py) are registered below, one
+# line each: `main.add_command(<verb>_command)`. Those modules import only click and
+# commands.common at import time, so `attn-export --help` stays torch-free.

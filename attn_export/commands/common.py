@@ -1,0 +1,87 @@
+"""What every ``attn-export`` verb shares: one-line failures, the error wrapper, flag parsers.
+
+Each verb lives in its own module under ``attn_export/commands/`` (or in ``cli.py`` for the
+original ones) and imports these, so a new verb never has to edit another verb's code.
+Nothing heavy is imported here: ``attn-export --help`` must work without torch.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import sys
+
+import click
+
+from attn_export.errors import AttnExportError
+
+
+def fail(message: str) -> None:
+    """Print ``error: MESSAGE`` on stderr and exit 1: the one-line form of every user error."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def handle_errors(func):
+    """Turn library errors into one line on stderr and exit code 1, never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except AttnExportError as exc:
+            fail(str(exc))
+        except KeyboardInterrupt:
+            fail("interrupted; no partial file was left behind")
+
+    return wrapper
+
+
+def parse_shape(_ctx, _param, value: str | None) -> tuple[int, ...] | None:
+    """``1x64x40x40`` -> (1, 64, 40, 40)."""
+    if value is None:
+        return None
+    try:
+        dims = tuple(int(d) for d in value.lower().replace(",", "x").split("x"))
+    except ValueError:
+        dims = ()
+    if len(dims) != 4 or min(dims) < 1:
+        raise click.BadParameter(f"{value!r} is not NxCxHxW with 4 positive integers "
+                                 "(e.g. 1x64x40x40)")
+    return dims
+
+
+def parse_sets(_ctx, _param, values: tuple[str, ...]) -> dict:
+    """``--set reduction=8 --set kernel_size=[3,5]`` -> {"reduction": 8, "kernel_size": [3, 5]}."""
+    kwargs = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise click.BadParameter(f"{item!r} is not key=value (e.g. --set reduction=8)")
+        try:
+            kwargs[key] = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            kwargs[key] = raw  # a bare word such as fusion=max
+    return kwargs
+
+
+def parse_target_trt(_ctx, _param, value: str | None) -> str | None:
+    """``--trt-version 10.3`` for the precision plan; unreadable versions are bad flags (exit 2)."""
+    if value is None:
+        return None
+    from attn_export.errors import ValidationError
+    from attn_export.export.precision_plan import parse_trt_version
+
+    try:
+        major, minor, patch = parse_trt_version(value)
+    except ValidationError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if major < 10:
+        raise click.BadParameter(f"TensorRT {value} is not supported; expected 10.x or 11.x")
+    return f"{major}.{minor}.{patch}"
+
+
+def echo_warnings(caught) -> None:
+    """Print warnings caught with ``warnings.catch_warnings(record=True)``, one line each."""
+    for w in caught:
+        click.echo(f"warning: {w.message}", err=True)
