@@ -1,5 +1,7 @@
 # The environment is made here, not assumed: torch is installed first and pinned to the CPU build
-# (any other torch spec pulls GBs of CUDA packages), then the package and its extras.
+# (any other torch spec pulls GBs of CUDA packages), then the package and its extras, then the real
+# TensorRT Python bindings 10.3 / 10.13 / 11.4 with a C stub of their native libraries (unpacked in
+# build/trt-bindings, not installed) that tests/runtime/test_trt_surface.py checks our calls against.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -8,10 +10,11 @@ TORCH  := torch==2.13.0
 
 .PHONY: demo test test-slow matrix readme lint clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml tools/trt_bindings.py tools/trt_stub.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet -e '.[torch,dev]'
+	$(BIN)/python tools/trt_bindings.py build/trt-bindings
 	touch $(STAMP)
 
 ## demo: export CBAM at opset 17, simplify, validate in ONNX Runtime vs PyTorch, re-check the golden file

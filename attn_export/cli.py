@@ -147,12 +147,9 @@ def _reduced_precision(onnx_path, golden_path, precision, calib_data, quantize_g
 
 def _installed_trt() -> str:
     """The installed TensorRT's version, else 10.3 (JetPack 6), for planning without a GPU."""
-    import importlib.metadata
+    from attn_export.runtime.tensorrt_runner import installed_trt_version
 
-    try:
-        return importlib.metadata.version("tensorrt")
-    except importlib.metadata.PackageNotFoundError:
-        return "10.3"
+    return installed_trt_version() or "10.3"
 
 
 def _build_and_validate(onnx_path, options, golden_path, target_trt, output=None) -> None:

@@ -132,6 +132,12 @@ def builder_settings(plan: PrecisionPlan, options: BuildOptions, jetson: bool = 
         flags.append("VERSION_COMPATIBLE")
     if options.exclude_lean_runtime:
         flags.append("EXCLUDE_LEAN_RUNTIME")
+    if plan.pin_fp32_layers and (plan.strongly_typed or plan.trt_version[0] >= 11):
+        # Invariant: per-layer precision (ILayer.precision, set_output_type) is weak typing; 11.x
+        # bindings lack both and strongly typed 10.x networks reject them at build time.
+        raise ValidationError(f"internal: the {plan.precision} plan for TensorRT "
+                              f"{'.'.join(map(str, plan.trt_version))} pins layer precisions, "
+                              "which only weakly typed 10.x networks accept")
     level = options.hardware_compatibility
     return BuilderSettings(
         network_flags=("STRONGLY_TYPED",) if plan.strongly_typed and plan.trt_version[0] == 10
@@ -279,14 +285,28 @@ def _config(trt, builder, network, settings: BuilderSettings, profiles: list[Inp
         profile = builder.create_optimization_profile()
         for p in profiles:
             profile.set_shape(p.name, p.min, p.opt, p.max)
-        config.add_optimization_profile(profile)
+        if config.add_optimization_profile(profile) < 0:  # -1: TensorRT found it invalid
+            raise ValidationError(
+                f"TensorRT {trt.__version__} rejected the optimization profile "
+                f"({'; '.join(p.describe() for p in profiles)}): every dynamic input needs "
+                "min <= opt <= max of its rank; fix --min-shape/--opt-shape/--max-shape")
     if settings.pin_fp32_layers:
-        layers = [network.get_layer(i) for i in range(network.num_layers)]
-        for i in layers_to_pin([layer.type.name for layer in layers]):
-            layers[i].precision = trt.float32
-            for j in range(layers[i].num_outputs):
-                layers[i].set_output_type(j, trt.float32)
+        _pin_fp32_layers(trt, network)
     return config
+
+
+def _pin_fp32_layers(trt, network) -> None:
+    """Weak typing (10.x ``--fp16-mode flag``): reductions and norms stay FP32. Never reached on
+    11.x (:func:`builder_settings` refuses such a plan); checked again here because the 11.x
+    bindings have no ``ILayer.precision``, which would otherwise surface as an AttributeError."""
+    if not hasattr(trt.ILayer, "precision") or not hasattr(trt.ILayer, "set_output_type"):
+        raise ExportError(f"TensorRT {trt.__version__} has no per-layer precision (weak typing "
+                          "was removed in 11.x); build with --fp16-mode typed")
+    layers = [network.get_layer(i) for i in range(network.num_layers)]
+    for i in layers_to_pin([layer.type.name for layer in layers]):
+        layers[i].precision = trt.float32
+        for j in range(layers[i].num_outputs):
+            layers[i].set_output_type(j, trt.float32)
 
 
 def _network_io(network) -> list[dict]:
@@ -326,12 +346,7 @@ def engine_from_onnx(
     builder = trt.Builder(logger)
     network, _parser = _network(trt, builder, settings, graph_path, logger)
     config = _config(trt, builder, network, settings, profiles)
-    cache_before = read_timing_cache(timing_cache) if timing_cache else b""
-    if timing_cache is not None:
-        cache = config.create_timing_cache(cache_before)
-        if not config.set_timing_cache(cache, ignore_mismatch=False):
-            warnings.warn(f"timing cache {timing_cache} was made for another device or TensorRT "
-                          "version; building without it", UserWarning, stacklevel=2)
+    cache_before = _attach_timing_cache(config, timing_cache)
     start = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
     build_time = time.perf_counter() - start
@@ -339,23 +354,47 @@ def engine_from_onnx(
         raise ExportError(f"TensorRT {trt.__version__} failed to build {graph_path.name}: "
                           + ("; ".join(logger.errors()[-3:]) or "no reason given"))
     write_atomic(engine_path, lambda tmp: tmp.write_bytes(bytes(serialized)))
-    if timing_cache is not None:
-        _save_timing_cache(config, timing_cache, cache_before)
     sidecar = make_sidecar(engine_path, graph_path, plan, env, profiles, settings,
                            _network_io(network), build_time, timing_cache, bool(cache_before),
                            options or BuildOptions(precision=plan.precision))
     write_sidecar(engine_path, sidecar)
+    if timing_cache is not None:  # after the sidecar: a cache problem never orphans an engine
+        _save_timing_cache(config, timing_cache, cache_before)
     return sidecar
+
+
+def _attach_timing_cache(config, path: Path | None) -> bytes:
+    """Load ``path`` into the config's timing cache; returns the bytes loaded. A cache TensorRT
+    refuses (another device or version) is replaced by an empty one, so the build still records
+    its tactics and the refused file is overwritten with a cache this machine can use."""
+    if path is None:
+        return b""
+    loaded = read_timing_cache(path)
+    if config.set_timing_cache(config.create_timing_cache(loaded), ignore_mismatch=False):
+        return loaded
+    warnings.warn(f"timing cache {path} was made for another device or TensorRT version; "
+                  "building without it (it is replaced by this build's cache)", UserWarning,
+                  stacklevel=3)
+    if not config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False):
+        warnings.warn("TensorRT refused an empty timing cache; this build's tactics are not "
+                      "saved", UserWarning, stacklevel=3)
+    return b""
 
 
 def _save_timing_cache(config, path: Path, loaded: bytes) -> None:
     """Merge what another build saved meanwhile (``ITimingCache.combine``), then save. A cache
     from another device is not merged (``ignore_mismatch=False``): TensorRT warns that mixing
-    device properties can give functional and performance bugs."""
+    device properties can give functional and performance bugs. ``get_timing_cache`` returns None
+    when no cache is attached: then nothing is saved."""
     cache = config.get_timing_cache()
+    if cache is None:
+        return
     on_disk = read_timing_cache(path)
     if on_disk and on_disk != loaded:
-        cache.combine(config.create_timing_cache(on_disk), ignore_mismatch=False)
+        if not cache.combine(config.create_timing_cache(on_disk), ignore_mismatch=False):
+            warnings.warn(f"timing cache {path} changed during the build and cannot be merged "
+                          "(another device or TensorRT version); it is replaced by this build's "
+                          "cache", UserWarning, stacklevel=3)
     write_timing_cache(path, bytes(cache.serialize()))
 
 

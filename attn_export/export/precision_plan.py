@@ -33,8 +33,10 @@ class PrecisionPlan:
         strongly_typed: create the network with ``NetworkDefinitionCreationFlag.STRONGLY_TYPED``
             (10.x; on 11.x every network is strongly typed and the flag is not passed).
         builder_flags: ``trt.BuilderFlag`` names to set.
-        cleared_flags: ``trt.BuilderFlag`` names to clear (TF32 for FP32 engines: TF32 keeps 10
-            mantissa bits and would fail the FP32 tolerance).
+        cleared_flags: ``trt.BuilderFlag`` names to clear. TF32 (on by default) for every plan:
+            TF32 keeps 10 mantissa bits, so FP32 engines would fail the FP32 tolerance and the
+            layers FP16 and INT8 plans keep in FP32 (reductions, norms, gates: F1, F2, H9) would
+            not be FP32. TensorRT 11.x still has the flag (strongly typed networks honour it).
         pin_fp32_layers: (weak typing only) pin reduction and normalisation layers to FP32 with
             precision constraints, what the float16 ONNX does for ``typed`` builds (F1, H9).
         notes: why the plan is what it is, printed by the CLI.
@@ -102,34 +104,38 @@ def plan_precision(
             "TensorRT 10 tensor API (JetPack 6 ships 10.3); upgrade TensorRT or export ONNX only"
         )
     weak_allowed = version[0] == 10
-    if fp16_mode == "flag" and not weak_allowed:
+    if fp16_mode == "flag" and not weak_allowed and precision != "fp32":  # fp32 sets no FP16 flag
         raise ValidationError(
             f"--fp16-mode flag needs weak typing, which TensorRT {version[0]}.x removed "
             "(BuilderFlag.FP16 is gone); use the default --fp16-mode typed"
         )
+    tf32 = ("TF32",)
     if precision == "fp32":
         return PrecisionPlan("fp32", version, "fp32", strongly_typed=not weak_allowed,
-                             cleared_flags=("TF32",),
+                             cleared_flags=tf32,
                              notes=("TF32 cleared so FP32 layers keep FP32 accuracy",))
     if precision == "fp16" and fp16_mode == "flag":
         return PrecisionPlan(
             "fp16", version, "fp32", strongly_typed=False,
-            builder_flags=("FP16", "PREFER_PRECISION_CONSTRAINTS"), pin_fp32_layers=True,
+            builder_flags=("FP16", "PREFER_PRECISION_CONSTRAINTS"), cleared_flags=tf32,
+            pin_fp32_layers=True,
             notes=("weak typing: BuilderFlag.FP16 on the FP32 graph, reductions and "
-                   "normalisations pinned to FP32 (F1, H9)",))
+                   "normalisations pinned to FP32 (F1, H9); TF32 cleared",))
     if precision == "fp16":
         return PrecisionPlan(
-            "fp16", version, "fp16", strongly_typed=True,
-            notes=("strongly typed: the float16 ONNX validated on ONNX Runtime is built as is",))
+            "fp16", version, "fp16", strongly_typed=True, cleared_flags=tf32,
+            notes=("strongly typed: the float16 ONNX validated on ONNX Runtime is built as is; "
+                   "TF32 cleared so its float32 nodes stay FP32",))
     if weak_allowed and fp16_mode == "flag":
         return PrecisionPlan(
             "int8", version, "qdq", strongly_typed=False, builder_flags=("INT8", "FP16"),
+            cleared_flags=tf32,
             notes=("weak typing: Q/DQ graph with BuilderFlag.INT8, float layers free to use "
-                   "FP16 (BuilderFlag.FP16)",))
+                   "FP16 (BuilderFlag.FP16); TF32 cleared",))
     return PrecisionPlan(
-        "int8", version, "qdq", strongly_typed=True,
+        "int8", version, "qdq", strongly_typed=True, cleared_flags=tf32,
         notes=("strongly typed explicit quantization: INT8 where the Q/DQ nodes are, FP32 "
-               "elsewhere (gates included, F2)",))
+               "elsewhere (gates included, F2; TF32 cleared)",))
 
 
 def precision_onnx_path(onnx_path: str | Path, precision: str) -> Path:

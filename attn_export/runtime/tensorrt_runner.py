@@ -24,11 +24,28 @@ from attn_export.errors import MissingDependencyError, ModelFileError, Validatio
 from attn_export.export.sidecar import RuntimeEnv, check_compatible, read_sidecar, sha256_file
 from attn_export.runtime.base import Feed, Runner, TensorSpec
 
+CUDA_PYTHON_HINT = (
+    "`pip install 'cuda-python>=12,<13'` for CUDA 12 (JetPack 6 is CUDA 12.6; cuda-python 13 "
+    "needs a CUDA 13 driver, r580+), `pip install 'cuda-python>=13,<14'` for CUDA 13 (or use "
+    "a CUDA build of torch)"
+)
+"""cuda-python's major version must be the CUDA major the driver supports: an unpinned install
+now resolves to 13.x, which fails on CUDA 12 drivers such as JetPack 6's."""
+
 TRT_INSTALL_HINT = (
     "TensorRT's Python package is not importable. x86: `pip install tensorrt` (CUDA 12 wheels "
     "from NVIDIA); Jetson: JetPack ships it (`sudo apt install python3-libnvinfer`; create the "
-    "venv with --system-site-packages). Then `pip install cuda-python` (or use a CUDA torch)"
+    f"venv with --system-site-packages). Then {CUDA_PYTHON_HINT}"
 )
+
+TRT_MODULES = ("tensorrt", "tensorrt_lean", "tensorrt_dispatch")
+"""The module names a TensorRT install can have: the full package (pip ``tensorrt``,
+``tensorrt-cu12``, JetPack's apt bindings), the lean runtime and the dispatch runtime."""
+
+LEAN_RUNTIME_ENV = "ATTN_EXPORT_TRT_LEAN_RUNTIME"
+LOG_CAPACITY = 256
+"""Messages the capturing logger keeps (the newest): enough to quote TensorRT's reason for a
+failure, bounded because a server calls the runner millions of times."""
 
 TRT_DTYPES: dict[str, np.dtype] = {
     "FLOAT": np.dtype(np.float32), "HALF": np.dtype(np.float16), "INT8": np.dtype(np.int8),
@@ -47,13 +64,33 @@ def import_tensorrt():
     return trt
 
 
-def make_logger(trt, min_severity: str = "WARNING"):
-    """A ``trt.ILogger`` that keeps the messages, so failures can quote TensorRT's own reason."""
+def installed_trt_version() -> str | None:
+    """The installed TensorRT's ``__version__`` (None when none imports). Read from the module,
+    not the distribution metadata: ``tensorrt-cu12``, ``tensorrt_lean`` and JetPack's apt-installed
+    bindings are all ``import tensorrt``-able (or ``tensorrt_lean``) without a ``tensorrt``
+    distribution. Imported only when called."""
+    import importlib
+
+    for name in TRT_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except (ImportError, OSError):  # OSError: the bindings are there, their libraries not
+            continue
+        version = getattr(module, "__version__", None)
+        if isinstance(version, str) and version:
+            return version
+    return None
+
+
+def make_logger(trt, min_severity: str = "WARNING", capacity: int = LOG_CAPACITY):
+    """A ``trt.ILogger`` that keeps the newest ``capacity`` messages, so failures can quote
+    TensorRT's own reason without the log growing for the life of a server."""
+    from collections import deque
 
     class CapturingLogger(trt.ILogger):
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
-            self.messages: list[tuple[str, str]] = []
+            self.messages: deque[tuple[str, str]] = deque(maxlen=capacity)
             self.threshold = int(getattr(trt.ILogger.Severity, min_severity))
 
         def log(self, severity, msg) -> None:  # noqa: D102 (TensorRT's callback)
@@ -136,7 +173,9 @@ def check_profile_shapes(io: list[EngineTensor], feed: Feed, runner: str) -> Non
 
 
 class TorchCuda:
-    """Device buffers as torch CUDA tensors; the stream is torch's current stream."""
+    """Device buffers as torch CUDA tensors, on a stream of our own: ``execute_async_v3`` on the
+    default stream costs extra ``cudaDeviceSynchronize`` calls (TensorRT's documentation), so
+    copies and execution are all enqueued on ``self.stream``."""
 
     name = "torch"
 
@@ -146,18 +185,22 @@ class TorchCuda:
         if not torch.cuda.is_available():
             raise MissingDependencyError("torch is installed without CUDA (or no GPU is visible)")
         self.torch = torch
-        self.stream = torch.cuda.current_stream()
+        self.stream = torch.cuda.Stream()
 
     def device(self) -> tuple[str, str, str]:
         props = self.torch.cuda.get_device_properties(0)
         return props.name, f"{props.major}.{props.minor}", str(self.torch.version.cuda or "")
 
     def upload(self, array: np.ndarray):
-        return self.torch.from_numpy(np.ascontiguousarray(array)).to("cuda")
+        with self.torch.cuda.stream(self.stream):
+            host = self.torch.from_numpy(np.ascontiguousarray(array))
+            buffer = host.to("cuda", non_blocking=False)
+        return buffer
 
     def empty(self, shape: tuple[int, ...], dtype: np.dtype):
         like = self.torch.from_numpy(np.empty(0, dtype=dtype))
-        return self.torch.empty(shape, dtype=like.dtype, device="cuda")
+        with self.torch.cuda.stream(self.stream):
+            return self.torch.empty(shape, dtype=like.dtype, device="cuda")
 
     @staticmethod
     def pointer(buffer) -> int:
@@ -168,10 +211,11 @@ class TorchCuda:
 
     def download(self, buffer) -> np.ndarray:
         self.stream.synchronize()
-        return buffer.cpu().numpy()
+        with self.torch.cuda.stream(self.stream):
+            return buffer.cpu().numpy()
 
     def close(self) -> None:
-        self.torch.cuda.synchronize()
+        self.stream.synchronize()
 
 
 class CudaPython:
@@ -187,8 +231,8 @@ class CudaPython:
                 from cuda import cudart  # older cuda-python
             except ImportError as exc:
                 raise MissingDependencyError(
-                    "neither torch with CUDA nor cuda-python is installed; `pip install "
-                    "cuda-python` to give TensorRT device memory"
+                    "neither torch with CUDA nor cuda-python is installed; to give TensorRT "
+                    f"device memory: {CUDA_PYTHON_HINT}"
                 ) from exc
         self.rt = cudart
         self.stream = self._check(cudart.cudaStreamCreate())
@@ -278,6 +322,33 @@ def current_env(trt, memory: str = "auto") -> RuntimeEnv:
         backend.close()
 
 
+def lean_runtime_path(major: int, given: str | Path | None = None) -> str:
+    """The lean runtime library an ``--exclude-lean-runtime`` engine runs on: ``given``, else
+    ``$ATTN_EXPORT_TRT_LEAN_RUNTIME``, else ``libnvinfer_lean.so.MAJOR`` from the pip
+    ``tensorrt_lean_libs`` / ``tensorrt_libs`` folders, else that name for the dynamic loader
+    (JetPack and the tar packages put it on the library path)."""
+    import importlib.util
+    import os
+
+    if given:
+        return str(given)
+    if os.environ.get(LEAN_RUNTIME_ENV):
+        return os.environ[LEAN_RUNTIME_ENV]
+    name = f"libnvinfer_lean.so.{major}"
+    for package in ("tensorrt_lean_libs", "tensorrt_libs"):
+        spec = importlib.util.find_spec(package)
+        for folder in (spec.submodule_search_locations or []) if spec else []:
+            if (Path(folder) / name).is_file():
+                return str(Path(folder) / name)
+    return name
+
+
+def data_dependent_outputs(io: list[EngineTensor], shapes: dict[str, tuple[int, ...]]) -> list[str]:
+    """Outputs whose shape is still unknown (-1) once every input shape is set: their size depends
+    on the data (NonZero, NMS, ...), which needs an ``IOutputAllocator`` this runner lacks."""
+    return [t.name for t in io if not t.is_input and any(d < 0 for d in shapes[t.name])]
+
+
 # --------------------------------------------------------------------------------------------------
 # The runner
 # --------------------------------------------------------------------------------------------------
@@ -291,19 +362,23 @@ class TensorRTRunner(Runner):
         check_sidecar: refuse engines whose sidecar names another TensorRT version or GPU.
         memory: CUDA memory backend: ``auto`` (torch with CUDA, else cuda-python), ``torch``,
             ``cuda-python``.
+        lean_runtime: the lean runtime library for engines built with ``--exclude-lean-runtime``
+            (see :func:`lean_runtime_path` for the default).
     """
 
     name = "tensorrt"
 
     def __init__(self, engine_path: str | Path, check_sidecar: bool = True,
-                 memory: str = "auto") -> None:
+                 memory: str = "auto", *, lean_runtime: str | Path | None = None) -> None:
         super().__init__()
         self.engine_path = Path(engine_path)
         self.check_sidecar = check_sidecar
         self.memory = memory
+        self.lean_runtime = lean_runtime
         self.sidecar = None
         self._io: list[EngineTensor] = []
         self._engine = self._context = self._cuda = self._runtime = self._logger = None
+        self._outer_runtime = None
 
     def _load(self) -> None:
         if not self.engine_path.is_file():
@@ -329,9 +404,7 @@ class TensorRTRunner(Runner):
             check_compatible(self.engine_path, self.sidecar, probe_env(trt, self._cuda),
                              sha256_file(self.engine_path))
         self._logger = logger = make_logger(trt)  # TensorRT keeps a pointer: keep it alive
-        self._runtime = trt.Runtime(logger)
-        if self.sidecar is not None and self.sidecar.version_compatible:
-            self._runtime.engine_host_code_allowed = True  # the plan embeds its lean runtime
+        self._runtime = self._make_runtime(trt, logger)
         self._engine = self._runtime.deserialize_cuda_engine(data)
         if self._engine is None:
             reason = "; ".join(logger.errors()[-2:]) or "no reason given"
@@ -340,13 +413,48 @@ class TensorRTRunner(Runner):
                 "truncated, or built for another TensorRT version/GPU: rebuild it on this machine"
             )
         self._io = describe_engine(self._engine, trt)
+        if not any(d is None for t in self._io if t.is_input for d in t.shape):
+            self._refuse_data_dependent({t.name: tuple(-1 if d is None else d for d in t.shape)
+                                         for t in self._io})
         self._context = self._engine.create_execution_context()
         self.name = f"tensorrt[{trt.__version__}, {self._cuda.device()[0]}]"
+
+    def _make_runtime(self, trt, logger):
+        """``trt.Runtime``; for a version-compatible plan, one allowed to run the lean runtime the
+        plan embeds, or, for a plan built with ``EXCLUDE_LEAN_RUNTIME``, the lean runtime loaded
+        from its library (``IRuntime.load_runtime``)."""
+        runtime = trt.Runtime(logger)
+        sidecar = self.sidecar
+        if sidecar is None or not sidecar.version_compatible:
+            return runtime
+        if "EXCLUDE_LEAN_RUNTIME" not in sidecar.plan.get("builder_flags", ()):
+            runtime.engine_host_code_allowed = True  # the plan embeds its lean runtime
+            return runtime
+        path = lean_runtime_path(int(trt.__version__.split(".")[0]), self.lean_runtime)
+        lean = runtime.load_runtime(path)
+        if lean is None:
+            reason = "; ".join(logger.errors()[-2:]) or "no reason given"
+            raise ModelFileError(
+                f"{self.engine_path} was built with --exclude-lean-runtime and needs TensorRT's "
+                f"lean runtime, which cannot be loaded from {path} ({reason}); install it (pip "
+                f"install tensorrt-lean) or point {LEAN_RUNTIME_ENV} at libnvinfer_lean.so")
+        self._outer_runtime = runtime  # the lean runtime lives inside it: keep both alive
+        return lean
+
+    def _refuse_data_dependent(self, shapes: dict[str, tuple[int, ...]]) -> None:
+        names = data_dependent_outputs(self._io, shapes)
+        if names:
+            raise ModelFileError(
+                f"{self.engine_path}: output(s) {names} have data-dependent shapes (unknown until "
+                "the engine runs); this runner sizes outputs before execution and has no "
+                "IOutputAllocator. Export a graph whose output shapes follow from its input "
+                "shapes (no NonZero / NMS at the outputs)")
 
     def _close(self) -> None:
         if self._cuda is not None:
             self._cuda.close()
         self._context = self._engine = self._runtime = self._cuda = None
+        self._outer_runtime = None
 
     def _input_spec(self) -> list[TensorSpec]:
         return input_specs(self._io)
@@ -356,31 +464,43 @@ class TensorRTRunner(Runner):
         return self._execute(feed)
 
     def _execute(self, feed: Feed) -> Feed:
-        """The GPU part: shapes, addresses, ``execute_async_v3``, copies back."""
+        """The GPU part: shapes, addresses, ``execute_async_v3`` on our own stream, copies back.
+        Device buffers of this call are released whatever happens (cuda-python's are not
+        garbage-collected)."""
+        try:
+            return self._enqueue(feed)
+        finally:
+            if hasattr(self._cuda, "release"):
+                self._cuda.release()
+
+    def _enqueue(self, feed: Feed) -> Feed:
         cuda, context = self._cuda, self._context
-        keep = []
+        keep = []  # the input buffers must outlive the execution
         for t in self._io:
             if t.is_input:
-                buffer = cuda.upload(feed[t.name])
                 if not context.set_input_shape(t.name, tuple(feed[t.name].shape)):
                     raise ValidationError(f"{self.name}: TensorRT refused shape "
                                           f"{feed[t.name].shape} for input {t.name!r}")
-                context.set_tensor_address(t.name, cuda.pointer(buffer))
-                keep.append(buffer)
-        outputs = {}
-        for t in self._io:
-            if not t.is_input:
-                shape = tuple(int(d) for d in context.get_tensor_shape(t.name))
-                outputs[t.name] = cuda.empty(shape, t.dtype)
-                context.set_tensor_address(t.name, cuda.pointer(outputs[t.name]))
-        if not context.execute_async_v3(cuda.stream_handle()):
+                keep.append(cuda.upload(feed[t.name]))
+                self._bind(t.name, cuda.pointer(keep[-1]))
+        shapes = {t.name: tuple(int(d) for d in context.get_tensor_shape(t.name))
+                  for t in self._io if not t.is_input}
+        self._refuse_data_dependent(shapes)
+        outputs = {t.name: cuda.empty(shapes[t.name], t.dtype) for t in self._io if not t.is_input}
+        for name, buffer in outputs.items():
+            self._bind(name, cuda.pointer(buffer))
+        stream = cuda.stream_handle()
+        if not stream:  # invariant of both backends; the default stream costs extra syncs
+            raise ModelFileError(f"{self.name}: the CUDA backend gave the default stream")
+        if not context.execute_async_v3(stream):
             raise ValidationError(f"{self.name}: execute_async_v3 failed for input shapes "
                                   f"{ {k: v.shape for k, v in feed.items()} }")
-        result = {name: cuda.download(buffer) for name, buffer in outputs.items()}
-        if hasattr(cuda, "release"):
-            cuda.release()
-        del keep
-        return result
+        return {name: cuda.download(buffer) for name, buffer in outputs.items()}
+
+    def _bind(self, name: str, address: int) -> None:
+        if not self._context.set_tensor_address(name, address):
+            raise ModelFileError(f"{self.name}: TensorRT refused the device address of tensor "
+                                 f"{name!r} (see its log: {'; '.join(self._logger.errors()[-2:])})")
 
     def output_names(self) -> list[str]:
         self.load()

@@ -57,7 +57,7 @@ def test_builder_settings_per_version(precision, version, mode, network, flags):
     assert settings.builder_flags == flags
     assert settings.workspace_bytes == DEFAULT_WORKSPACE_MIB << 20
     assert settings.pin_fp32_layers == (mode == "flag" and precision == "fp16")
-    assert settings.cleared_flags == (("TF32",) if precision == "fp32" else ())
+    assert settings.cleared_flags == ("TF32",)
 
 
 def test_compatibility_options_become_flags_and_levels():
@@ -68,7 +68,8 @@ def test_compatibility_options_become_flags_and_levels():
     assert settings == BuilderSettings(
         network_flags=("STRONGLY_TYPED",),
         builder_flags=("VERSION_COMPATIBLE", "EXCLUDE_LEAN_RUNTIME"),
-        workspace_bytes=256 << 20, hardware_compatibility_level="SAME_COMPUTE_CAPABILITY",
+        cleared_flags=("TF32",), workspace_bytes=256 << 20,
+        hardware_compatibility_level="SAME_COMPUTE_CAPABILITY",
         optimization_level=5)
     assert builder_settings(plan, BuildOptions(workspace_mib=None)).workspace_bytes is None
 

@@ -27,7 +27,7 @@ def test_plan_per_trt_version(precision, version, mode, graph, typed, flags):
     plan = plan_precision(precision, version, mode)
     assert (plan.graph, plan.strongly_typed, plan.builder_flags) == (graph, typed, flags)
     assert plan.pin_fp32_layers == (mode == "flag" and precision == "fp16")
-    assert plan.cleared_flags == (("TF32",) if precision == "fp32" else ())
+    assert plan.cleared_flags == ("TF32",)  # every plan: "FP32 elsewhere" must mean FP32
     assert plan.to_dict()["trt_version"] == ".".join(map(str, parse_trt_version(version)))
     # TensorRT 11 removed weak typing: no precision flag may appear in an 11.x plan
     if version.startswith("11"):
@@ -36,14 +36,20 @@ def test_plan_per_trt_version(precision, version, mode, graph, typed, flags):
 
 @pytest.mark.parametrize(
     "args, message",
-    [(("fp16", "11.0", "flag"), "TensorRT 11.x removed"), (("fp16", "8.6"), "not supported"),
+    [(("fp16", "11.0", "flag"), "TensorRT 11.x removed"), (("int8", "11.4", "flag"), "11.x removed"),
+     (("fp16", "8.6"), "not supported"),
      (("bf16", "10.3"), "unknown precision"), (("fp16", "10.3", "auto"), "unknown fp16 mode"),
      (("fp16", "ten"), "cannot read TensorRT version")],
-    ids=["flag-on-11", "trt8", "bf16", "mode", "version-text"],
+    ids=["flag-on-11", "int8-flag-on-11", "trt8", "bf16", "mode", "version-text"],
 )
 def test_plan_refuses(args, message):
     with pytest.raises(ValidationError, match=message):
         plan_precision(*args)
+
+
+def test_fp32_with_flag_mode_is_planned_on_11():
+    """FP32 sets no FP16 flag, so ``--fp16-mode flag`` has nothing to refuse on 11.x."""
+    assert plan_precision("fp32", "11.4", "flag") == plan_precision("fp32", "11.4", "typed")
 
 
 def test_parse_trt_version():

@@ -1,0 +1,254 @@
+"""Our TensorRT calls and the fake TensorRT, checked against the real bindings 10.3, 10.13, 11.4.
+
+The real ``tensorrt-cu12-bindings`` wheels (``tools/trt_bindings.py``, run by the Makefile's
+environment step) import here with a C stub of TensorRT's native libraries; each version is read
+in a subprocess of its own (``tests/trt_surface.py``). Checked:
+
+- the snapshot the fake is built from (``tests/trt_surface/<version>.json``) is that version's
+  real surface, so the fake's enums and per-version members are the real ones;
+- every method and property the fake defines exists in the real class, with the same parameter
+  names (one of the pybind overloads) and, for properties, settable only where the real one is;
+- every ``trt.X.Y`` our package names, and every enum member it reaches through
+  ``getattr(trt.X, name)`` from plan data (builder flags, network flags, hardware levels, pinned
+  layer types, I/O data types, logger severities), exists in each version it is planned for.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from pathlib import Path
+
+import pytest
+
+from attn_export.export.engine_from_onnx import PINNED_LAYER_TYPES, BuildOptions, builder_settings
+from attn_export.export.precision_plan import FP16_MODES, PRECISIONS, plan_precision
+from attn_export.export.sidecar import HARDWARE_LEVELS
+from attn_export.runtime.tensorrt_runner import TRT_DTYPES
+from tests import fake_tensorrt as fake
+from tests.trt_surface import (
+    VERSIONS,
+    load_snapshot,
+    missing_reason,
+    parse_signatures,
+    read_surface,
+    restrict,
+)
+
+PACKAGE = Path(__file__).resolve().parents[2] / "attn_export"
+LOGGER_SEVERITIES = ("WARNING", "ERROR", "INTERNAL_ERROR")  # make_logger's threshold + errors()
+
+
+@pytest.fixture(scope="module", params=VERSIONS)
+def real(request) -> dict:
+    """The whole surface of one real binding version."""
+    reason = missing_reason(request.param)
+    if reason:
+        pytest.skip(reason)
+    return read_surface(request.param)
+
+
+# --------------------------------------------------------------------------------------------------
+# The snapshot and the fake
+# --------------------------------------------------------------------------------------------------
+
+
+def test_snapshot_is_the_real_surface(real):
+    snapshot = load_snapshot(real["version"])
+    part = restrict(real, set(fake.MODELLED_ENUMS), set(fake.MODELLED_CLASSES),
+                    set(fake.MODELLED_VALUES))
+    assert snapshot == part, (f"tests/trt_surface/{real['version']}.json differs from the real "
+                              "binding: run `python tests/trt_surface.py --snapshot`")
+
+
+def _fake_members(cls) -> dict:
+    return {k: v for k, v in vars(cls).items() if not k.startswith("_")}
+
+
+def _fake_params(func) -> tuple[list[str], list[str]]:
+    params = list(inspect.signature(func).parameters.values())[1:]  # self
+    return [p.name for p in params], [p.name for p in params if p.default is not p.empty]
+
+
+def accepts(real: dict, params: list[str], defaults: list[str]) -> bool:
+    """Every call the fake's signature takes, the real overload takes too: the same leading
+    parameter names, the real ones beyond them optional, nothing optional here that is not
+    optional there."""
+    rest = real["params"][len(params):]
+    return (real["params"][:len(params)] == params and set(rest) <= set(real["defaults"])
+            and set(defaults) <= set(real["defaults"]))
+
+
+def fake_mismatches(surface: dict) -> list[str]:
+    """Every way the fake's classes differ from one version's real classes."""
+    problems = []
+    for cls in fake.MODELLED:
+        real_cls = surface["classes"].get(cls.__name__)
+        if real_cls is None:
+            problems.append(f"{cls.__name__}: no such class")
+            continue
+        for name, member in _fake_members(cls).items():
+            info = real_cls.get(name)
+            if info is None:
+                continue  # absent in this version: fake_tensorrt() drops it too
+            where = f"{cls.__name__}.{name}"
+            if isinstance(member, property):
+                if info["kind"] != "property":
+                    problems.append(f"{where}: a property here, a {info['kind']} in TensorRT")
+                elif member.fset is not None and not info["settable"]:
+                    problems.append(f"{where}: settable here, read-only in TensorRT")
+            elif callable(member):
+                if info["kind"] != "method":
+                    problems.append(f"{where}: a method here, a {info['kind']} in TensorRT")
+                    continue
+                params, defaults = _fake_params(member)
+                if not any(accepts(s, params, defaults) for s in info["signatures"]):
+                    problems.append(f"{where}{tuple(params)} matches no overload of "
+                                    f"{[s['params'] for s in info['signatures']]}")
+        real_init = real_cls.get("__init__", {}).get("signatures")
+        if real_init and "__init__" in vars(cls) and cls.__name__ not in ("ILayer", "ITensor"):
+            params, _ = _fake_params(vars(cls)["__init__"])
+            if all(s["params"] != params for s in real_init):
+                problems.append(f"{cls.__name__}{tuple(params)}: TensorRT constructs it with "
+                                f"{[s['params'] for s in real_init]}")
+    return problems
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_fake_matches_the_snapshot(version):
+    """Runs everywhere (the snapshot is committed); the test above ties it to the real wheels."""
+    assert fake_mismatches(load_snapshot(version)) == []
+
+
+def test_fake_matches_the_real_binding(real):
+    assert fake_mismatches(real) == []
+
+
+def test_every_fake_member_exists_in_some_version():
+    """A member no version has is a typo the per-version filter would silently drop."""
+    known = [load_snapshot(v)["classes"] for v in VERSIONS]
+    unknown = [f"{cls.__name__}.{name}" for cls in fake.MODELLED for name in _fake_members(cls)
+               if not any(name in classes.get(cls.__name__, {}) for classes in known)]
+    assert unknown == []
+
+
+def test_fake_follows_each_version():
+    """The differences our code must handle are there: 11.x lost weak typing."""
+    trt10, trt11 = fake.fake_tensorrt("10.3.0"), fake.fake_tensorrt("11.4.0.106")
+    assert hasattr(trt10.ILayer, "precision") and not hasattr(trt11.ILayer, "precision")
+    assert hasattr(trt10.BuilderFlag, "FP16") and not hasattr(trt11.BuilderFlag, "FP16")
+    assert hasattr(trt11.BuilderFlag, "TF32")
+    assert not hasattr(trt10.HardwareCompatibilityLevel, "SAME_COMPUTE_CAPABILITY")
+
+
+# --------------------------------------------------------------------------------------------------
+# The package's own references
+# --------------------------------------------------------------------------------------------------
+
+
+def trt_references(root: Path = PACKAGE) -> set[tuple[str, ...]]:
+    """Every ``trt.A.B...`` attribute chain in the package (``trt`` is what import_tensorrt
+    returns, by convention the only name TensorRT is bound to)."""
+    found = set()
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Attribute):
+                continue
+            chain, cur = [], node
+            while isinstance(cur, ast.Attribute):
+                chain.append(cur.attr)
+                cur = cur.value
+            if isinstance(cur, ast.Name) and cur.id == "trt":
+                found.add(tuple(reversed(chain)))
+    return {c for c in found if not any(c != o and o[:len(c)] == c for o in found)}
+
+
+def resolve(surface: dict, chain: tuple[str, ...]) -> bool:
+    head, rest = chain[0], chain[1:]
+    if head.startswith("__"):
+        return head == "__version__"
+    if head in surface["values"]:
+        return not rest
+    if head in surface["enums"] and not rest:
+        return True
+    if len(rest) == 1 and head in surface["enums"]:
+        return rest[0] in surface["enums"][head]
+    if head not in surface["classes"]:
+        return False
+    if not rest:
+        return True
+    if f"{head}.{rest[0]}" in surface["enums"]:
+        return len(rest) == 1 or rest[1] in surface["enums"][f"{head}.{rest[0]}"]
+    return rest[0] in surface["classes"][head] and len(rest) == 1
+
+
+def test_references_are_found():
+    refs = trt_references()
+    assert ("MemoryPoolType", "WORKSPACE") in refs and ("TensorIOMode", "INPUT") in refs
+
+
+def test_every_trt_reference_exists(real):
+    missing = sorted(".".join(c) for c in trt_references() if not resolve(real, c))
+    assert missing == [], f"TensorRT {real['version']} lacks {missing}"
+
+
+def planned_names(version: str) -> dict[str, set[str]]:
+    """Every enum member name a build for ``version`` can reach by ``getattr`` from plan data."""
+    names: dict[str, set[str]] = {"BuilderFlag": set(), "NetworkDefinitionCreationFlag": set()}
+    for precision in PRECISIONS:
+        for mode in FP16_MODES:
+            try:
+                plan = plan_precision(precision, version, mode)
+            except Exception:  # refused plans reach no enum
+                continue
+            for vc, lean in ((False, False), (True, False), (True, True)):
+                s = builder_settings(plan, BuildOptions(precision=precision, fp16_mode=mode,
+                                                        version_compatible=vc,
+                                                        exclude_lean_runtime=lean))
+                names["BuilderFlag"] |= {*s.builder_flags, *s.cleared_flags}
+                names["NetworkDefinitionCreationFlag"] |= set(s.network_flags)
+    names["LayerType"] = set(PINNED_LAYER_TYPES)
+    names["DataType"] = set(TRT_DTYPES)
+    names["ILogger.Severity"] = set(LOGGER_SEVERITIES)
+    names["MemoryPoolType"] = {"WORKSPACE"}
+    return names
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_every_planned_enum_member_exists(version):
+    """Against the snapshot here (everywhere) and the real binding in the next test."""
+    enums = load_snapshot(version)["enums"]
+    missing = {e: sorted(n - set(enums[e])) for e, n in planned_names(version).items()
+               if n - set(enums[e])}
+    assert missing == {}
+
+
+def test_every_planned_enum_member_exists_in_the_real_binding(real):
+    enums = real["enums"]
+    missing = {e: sorted(n - set(enums[e])) for e, n in planned_names(real["version"]).items()
+               if n - set(enums[e])}
+    assert missing == {}
+
+
+def test_hardware_levels_a_version_lacks_are_refused_by_name():
+    """10.3 has no SAME_COMPUTE_CAPABILITY: the build refuses it in words (tested with the fake
+    in test_engine_from_onnx_trt.py), every other level exists where it is offered."""
+    for version in VERSIONS:
+        levels = set(load_snapshot(version)["enums"]["HardwareCompatibilityLevel"])
+        absent = {lvl.upper() for lvl in HARDWARE_LEVELS if lvl != "none"} - levels
+        assert absent <= ({"SAME_COMPUTE_CAPABILITY"} if version == "10.3.0" else set())
+
+
+@pytest.mark.parametrize(
+    "doc, expected",
+    [("f(self: X, a: int, b: List[Dims] = [], c: bool = True) -> None",
+      [{"params": ["a", "b", "c"], "defaults": ["b", "c"]}]),
+     ("f(*args, **kwargs)\nOverloaded function.\n\n1. f(self: X, name: str) -> bool\n\n"
+      "2. f(self: X, index: typing.SupportsInt) -> bool",
+      [{"params": ["name"], "defaults": []}, {"params": ["index"], "defaults": []}]),
+     ("f(self: X, t: DataType = <DataType.FLOAT: 0>) -> None",
+      [{"params": ["t"], "defaults": ["t"]}])],
+    ids=["defaults-and-brackets", "overloads", "enum-default"],
+)
+def test_pybind_signatures_are_parsed(doc, expected):
+    assert parse_signatures("f", doc) == expected
