@@ -493,3 +493,16 @@ class FakeCuda:
     def close(self) -> None:
         self.release()
         self.closed = True
+
+
+def install(monkeypatch, version: str = "10.3.0"):
+    """Make ``import tensorrt`` give the fake of ``version`` and the runner's CUDA memory the
+    fake device, for one test (``monkeypatch`` undoes both)."""
+    import sys
+
+    from attn_export.runtime import tensorrt_runner
+
+    trt = fake_tensorrt(version)
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    monkeypatch.setattr(tensorrt_runner, "cuda_backend", lambda prefer="auto": FakeCuda())
+    return trt

@@ -1,0 +1,201 @@
+"""The TensorRT runner over the fake TensorRT of each real binding version (checked against the
+real wheels by test_trt_surface.py): streams, address checks, data-dependent shapes, the logger,
+the installed-version probe, the CUDA backends' pins."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from attn_export.errors import ModelFileError
+from attn_export.export.engine_from_onnx import BuildOptions, build_engine
+from attn_export.runtime import tensorrt_runner
+from attn_export.runtime.tensorrt_runner import (
+    CUDA_PYTHON_HINT,
+    TRT_INSTALL_HINT,
+    TensorRTRunner,
+    installed_trt_version,
+    make_logger,
+)
+from tests import fake_tensorrt
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def relu_onnx(path: Path, batch="N") -> Path:
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["input"], ["output"])], "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 4, 8, 8])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [batch, 4, 8, 8])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.save(model, str(path))
+    (path.parent / "report.json").write_text(json.dumps({"input_shape": [1, 4, 8, 8]}))
+    return path
+
+
+def nonzero_onnx(path: Path, batch) -> Path:
+    """An output whose length depends on the data (NonZero)."""
+    graph = helper.make_graph(
+        [helper.make_node("NonZero", ["input"], ["output"])], "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 4])],
+        [helper.make_tensor_value_info("output", TensorProto.INT64, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture
+def engine(monkeypatch, tmp_path):
+    fake_tensorrt.install(monkeypatch, "10.3.0")
+    return build_engine(relu_onnx(tmp_path / "r.onnx"),
+                        BuildOptions(precision="fp32", use_timing_cache=False)).engine_path
+
+
+def test_runs_on_its_own_stream(monkeypatch, engine):
+    x = np.random.default_rng(0).standard_normal((2, 4, 8, 8)).astype(np.float32)
+    with TensorRTRunner(engine) as runner:
+        np.testing.assert_array_equal(runner.infer({"input": x})["output"], np.maximum(x, 0))
+        assert runner._context.streams == [7]  # the backend's stream, never 0
+        assert fake_tensorrt.MEMORY.keys().isdisjoint(runner._cuda._owned)  # released
+
+
+def test_the_default_stream_is_refused(monkeypatch, engine):
+    monkeypatch.setattr(tensorrt_runner, "cuda_backend",
+                        lambda prefer="auto": fake_tensorrt.FakeCuda(stream=0))
+    with TensorRTRunner(engine) as runner, pytest.raises(ModelFileError, match="default stream"):
+        runner.infer({"input": np.ones((1, 4, 8, 8), np.float32)})
+
+
+def test_a_refused_tensor_address_is_an_error(monkeypatch, engine):
+    class BadPointer(fake_tensorrt.FakeCuda):
+        @staticmethod
+        def pointer(buffer):
+            return 0  # not an allocation: set_tensor_address returns False
+
+    monkeypatch.setattr(tensorrt_runner, "cuda_backend", lambda prefer="auto": BadPointer())
+    with TensorRTRunner(engine) as runner:
+        with pytest.raises(ModelFileError, match="refused the device address of tensor 'input'"):
+            runner.infer({"input": np.ones((1, 4, 8, 8), np.float32)})
+        assert runner._context.streams == []  # nothing ran
+
+
+@pytest.mark.parametrize("version", ["10.3.0", "11.4.0.106"])
+def test_data_dependent_output_shapes_are_refused(monkeypatch, tmp_path, version):
+    fake_tensorrt.install(monkeypatch, version)
+    static = build_engine(nonzero_onnx(tmp_path / "s.onnx", 2),
+                          BuildOptions(use_timing_cache=False)).engine_path
+    with pytest.raises(ModelFileError, match=r"\['output'\] have data-dependent shapes"):
+        TensorRTRunner(static).load()  # known at load: no input shape to wait for
+    dynamic = build_engine(nonzero_onnx(tmp_path / "d.onnx", "N"),
+                           BuildOptions(use_timing_cache=False, opt_shapes="2x4",
+                                        max_shapes="4x4")).engine_path
+    with TensorRTRunner(dynamic) as runner:
+        with pytest.raises(ModelFileError, match="no IOutputAllocator"):
+            runner.infer({"input": np.ones((2, 4), np.float32)})
+        assert runner._context.streams == []
+
+
+def test_the_logger_keeps_only_the_newest_messages():
+    trt = fake_tensorrt.fake_tensorrt("11.4.0.106")
+    logger = make_logger(trt, capacity=3)
+    for i in range(1000):
+        logger.log(trt.ILogger.Severity.ERROR, f"e{i}")
+    logger.log(trt.ILogger.Severity.INFO, "below the threshold")
+    assert logger.errors() == ["e997", "e998", "e999"] and len(logger.messages) == 3
+
+
+# --------------------------------------------------------------------------------------------------
+# Which TensorRT is installed: tensorrt.__version__, not distribution metadata
+# --------------------------------------------------------------------------------------------------
+
+
+def _package(root: Path, name: str, body: str) -> None:
+    (root / name).mkdir(parents=True)
+    (root / name / "__init__.py").write_text(body)
+
+
+@pytest.fixture
+def no_trt(monkeypatch, tmp_path):
+    """sys.path with a fresh folder first and no TensorRT module imported yet."""
+    for name in tensorrt_runner.TRT_MODULES:
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+def test_version_of_bindings_without_distribution_metadata(no_trt):
+    """JetPack's apt bindings and tensorrt-cu12 have no ``tensorrt`` distribution."""
+    import importlib.metadata
+
+    _package(no_trt, "tensorrt", "__version__ = '10.3.0.30'\n")
+    with pytest.raises(importlib.metadata.PackageNotFoundError):
+        importlib.metadata.version("tensorrt")
+    assert installed_trt_version() == "10.3.0.30"
+
+
+def test_version_of_a_lean_only_install(no_trt):
+    _package(no_trt, "tensorrt", "raise OSError('libnvinfer.so.10: cannot open shared object')\n")
+    _package(no_trt, "tensorrt_lean", "__version__ = '10.13.0.35'\n")
+    assert installed_trt_version() == "10.13.0.35"
+
+
+def test_no_tensorrt_plans_for_jetpack_6(no_trt, monkeypatch):
+    from attn_export.cli import _installed_trt
+
+    for name in tensorrt_runner.TRT_MODULES:
+        monkeypatch.setitem(sys.modules, name, None)  # import raises ImportError
+    assert installed_trt_version() is None and _installed_trt() == "10.3"
+
+
+def test_version_of_the_real_bindings(no_trt):
+    """The real 11.4 wheel, imported as ``tensorrt`` the way tensorrt-cu12 re-exports it."""
+    import subprocess
+
+    from tests.trt_surface import bindings_root, missing_reason
+
+    if missing_reason("11.4.0.106"):
+        pytest.skip(missing_reason("11.4.0.106"))
+    folder = bindings_root() / "11.4.0.106"
+    _package(no_trt, "tensorrt", "from tensorrt_bindings import *  # noqa\n"
+             "from tensorrt_bindings import __version__  # noqa\n")
+    code = ("from attn_export.runtime.tensorrt_runner import installed_trt_version as v; "
+            "print(v())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={
+        "PYTHONPATH": f"{no_trt}:{folder}:{ROOT}", "LD_LIBRARY_PATH": str(folder / "lib")},
+        check=True)
+    assert out.stdout.strip() == "11.4.0.106"
+
+
+# --------------------------------------------------------------------------------------------------
+# CUDA backends
+# --------------------------------------------------------------------------------------------------
+
+
+def test_cuda_python_is_pinned_by_cuda_major():
+    import tomllib
+
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]["tensorrt"]
+    assert "cuda-python>=12.0,<13" in extra  # JetPack 6 is CUDA 12.6; 13.x needs r580+
+    assert "'cuda-python>=12,<13'" in CUDA_PYTHON_HINT and CUDA_PYTHON_HINT in TRT_INSTALL_HINT
+
+
+def test_torch_backend_makes_a_stream_of_its_own(monkeypatch):
+    """torch's CUDA cannot run here; its two entry points are replaced to see which stream the
+    backend asks for: a new one, not torch's current (default) stream."""
+    import torch
+
+    made = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "Stream", lambda: made.append("stream") or "own-stream")
+    monkeypatch.setattr(torch.cuda, "current_stream",
+                        lambda: pytest.fail("the default stream was taken"))
+    assert tensorrt_runner.TorchCuda().stream == "own-stream" and made == ["stream"]
