@@ -131,6 +131,7 @@ def _reduced_precision(onnx_path, golden_path, precision, calib_data, quantize_g
                                          quantize_gates, target_trt or _installed_trt(), seed=seed)
     echo_warnings(caught)
     click.echo(f"{precision} graph -> {out.path}  ({len(out.kept_float)} nodes kept float"
+               + (f"; {out.quantization.describe()}" if out.quantization else "")
                + (f"; calibration: {out.calibration}" if out.calibration else "") + ")")
     for note in out.plan.notes:
         click.echo(f"TensorRT {'.'.join(map(str, out.plan.trt_version))} plan: {note}")
@@ -140,9 +141,17 @@ def _reduced_precision(onnx_path, golden_path, precision, calib_data, quantize_g
     add_to_report(Path(onnx_path).parent / "report.json", precision, {
         "file": out.path.name, "passed": out.passed, "calibration": out.calibration,
         "kept_float": len(out.kept_float), "plan_notes": list(out.plan.notes),
-        "metrics": [r.to_dict() for r in out.rows]})
+        **_int8_report(out.quantization), "metrics": [r.to_dict() for r in out.rows]})
     if not out.passed:
         fail(f"{out.path} differs from PyTorch beyond the {precision} tolerance (see the table)")
+
+
+def _int8_report(quant) -> dict:
+    """What report.json says of a Q/DQ graph: how many nodes and what share of MACs are INT8."""
+    if quant is None:
+        return {}
+    return {"quantized_nodes": len(quant.quantized), "int8_macs": quant.macs.int8,
+            "total_macs": quant.macs.total, "int8_mac_share": round(quant.macs.int8_share, 4)}
 
 
 def _installed_trt() -> str:

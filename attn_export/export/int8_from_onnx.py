@@ -16,6 +16,7 @@ import numpy as np
 
 from attn_export.errors import MissingDependencyError, ValidationError
 from attn_export.export.fp16_from_onnx import name_nodes
+from attn_export.export.macs import MacCount, count_macs, quantized_nodes
 from attn_export.runtime.base import Feed, TensorSpec
 
 GATE_OPS = ("Sigmoid", "HardSigmoid")
@@ -217,13 +218,24 @@ def _as_batches(array: np.ndarray, spec: TensorSpec, path: Path) -> list[np.ndar
 
 @dataclass
 class Int8Quantization:
-    """Where the Q/DQ graph was written, what stayed float and on what it was calibrated."""
+    """Where the Q/DQ graph was written, what stayed float, on what it was calibrated, and how
+    much of it is INT8 at all: ``quantized`` names the nodes that read Q/DQ operands (empty: the
+    graph computes in float throughout) and ``macs`` counts the MACs behind them."""
 
     path: Path
     excluded: list[str]
     calibration: str
     samples: int
     quantized_ops: dict[str, int] = field(default_factory=dict)
+    quantized: list[str] = field(default_factory=list)
+    macs: MacCount = field(default_factory=MacCount)
+
+    def describe(self) -> str:
+        """``3 nodes quantized, 87.5% of MACs in INT8`` (or that nothing was)."""
+        if not self.quantized:
+            return "nothing quantized: the graph runs in float"
+        return (f"{len(self.quantized)} nodes quantized, {100 * self.macs.int8_share:.1f}% of MACs "
+                "in INT8")
 
 
 def int8_from_onnx(
@@ -307,4 +319,13 @@ def int8_from_onnx(
     counts: dict[str, int] = {}
     for node in quantized.graph.node:
         counts[node.op_type] = counts.get(node.op_type, 0) + 1
-    return Int8Quantization(path, excluded, calibration, len(calib_feeds), counts)
+    result = Int8Quantization(path, excluded, calibration, len(calib_feeds), counts,
+                              quantized_nodes(quantized),
+                              count_macs(quantized, {k: v.shape for k, v in calib_feeds[0].items()}))
+    if not result.quantized:
+        warnings.warn(
+            f"INT8 quantized nothing in {Path(onnx_path).name}: every Conv/Gemm/MatMul is a GEMV "
+            "on a pooled vector, an attention BMM or on a sigmoid gate's path, which stay float "
+            "(F2); the Q/DQ graph computes in float, so an INT8 engine of it is an FP32/FP16 "
+            "engine. Use --precision fp16 for this block", UserWarning, stacklevel=2)
+    return result

@@ -134,6 +134,7 @@ class PrecisionExport:
     rows: list = field(default_factory=list)
     kept_float: dict[str, str] = field(default_factory=dict)
     calibration: str = ""
+    quantization: Int8Quantization | None = None
 
     @property
     def passed(self) -> bool:
@@ -187,11 +188,23 @@ def precision_onnx_from_export(
         quant = write_int8_onnx(onnx_path, None, calib_data, shapes, quantize_gates, seed=seed)
         result = PrecisionExport(quant.path, precision, plan, calibration=quant.calibration,
                                  kept_float={n: "kept float (gate, GEMV or attention BMM)"
-                                             for n in quant.excluded})
+                                             for n in quant.excluded}, quantization=quant)
         runner = OnnxRuntimeRunner(quant.path, ["CPUExecutionProvider"])
     with runner:
         result.rows = validate_runner(runner, golden, precision)
+    if result.quantization is not None:
+        result.rows = [int8_row(row, result.quantization) for row in result.rows]
     return result
+
+
+def int8_row(row, quant: Int8Quantization):
+    """The validation row of a Q/DQ graph, labelled for what it is: the INT8 share of its MACs,
+    or that it quantized nothing (judged by the INT8 tolerance, it is really a float result)."""
+    from dataclasses import replace
+
+    if not quant.quantized:
+        return replace(row, backend=f"{row.backend} int8 graph, nothing quantized (float)")
+    return replace(row, backend=f"{row.backend} int8 ({100 * quant.macs.int8_share:.0f}% MACs)")
 
 
 def validation_runner(model_path: str | Path):
