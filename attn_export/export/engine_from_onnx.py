@@ -346,7 +346,7 @@ def engine_from_onnx(
     builder = trt.Builder(logger)
     network, _parser = _network(trt, builder, settings, graph_path, logger)
     config = _config(trt, builder, network, settings, profiles)
-    cache_before = _attach_timing_cache(config, timing_cache)
+    cache_seen, cache_used = _attach_timing_cache(config, timing_cache)
     start = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
     build_time = time.perf_counter() - start
@@ -355,33 +355,35 @@ def engine_from_onnx(
                           + ("; ".join(logger.errors()[-3:]) or "no reason given"))
     write_atomic(engine_path, lambda tmp: tmp.write_bytes(bytes(serialized)))
     sidecar = make_sidecar(engine_path, graph_path, plan, env, profiles, settings,
-                           _network_io(network), build_time, timing_cache, bool(cache_before),
+                           _network_io(network), build_time, timing_cache,
+                           cache_used and bool(cache_seen),
                            options or BuildOptions(precision=plan.precision))
     write_sidecar(engine_path, sidecar)
     if timing_cache is not None:  # after the sidecar: a cache problem never orphans an engine
-        _save_timing_cache(config, timing_cache, cache_before)
+        _save_timing_cache(config, timing_cache, cache_seen)
     return sidecar
 
 
-def _attach_timing_cache(config, path: Path | None) -> bytes:
-    """Load ``path`` into the config's timing cache; returns the bytes loaded. A cache TensorRT
-    refuses (another device or version) is replaced by an empty one, so the build still records
-    its tactics and the refused file is overwritten with a cache this machine can use."""
+def _attach_timing_cache(config, path: Path | None) -> tuple[bytes, bool]:
+    """Load ``path`` into the config's timing cache; returns the bytes read and whether TensorRT
+    took them. A cache TensorRT refuses (another device or version) is replaced by an empty one,
+    so the build still records its tactics and the refused file is overwritten with a cache this
+    machine can use."""
     if path is None:
-        return b""
+        return b"", False
     loaded = read_timing_cache(path)
     if config.set_timing_cache(config.create_timing_cache(loaded), ignore_mismatch=False):
-        return loaded
+        return loaded, True
     warnings.warn(f"timing cache {path} was made for another device or TensorRT version; "
                   "building without it (it is replaced by this build's cache)", UserWarning,
                   stacklevel=3)
     if not config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False):
         warnings.warn("TensorRT refused an empty timing cache; this build's tactics are not "
                       "saved", UserWarning, stacklevel=3)
-    return b""
+    return loaded, False
 
 
-def _save_timing_cache(config, path: Path, loaded: bytes) -> None:
+def _save_timing_cache(config, path: Path, seen: bytes) -> None:
     """Merge what another build saved meanwhile (``ITimingCache.combine``), then save. A cache
     from another device is not merged (``ignore_mismatch=False``): TensorRT warns that mixing
     device properties can give functional and performance bugs. ``get_timing_cache`` returns None
@@ -390,7 +392,7 @@ def _save_timing_cache(config, path: Path, loaded: bytes) -> None:
     if cache is None:
         return
     on_disk = read_timing_cache(path)
-    if on_disk and on_disk != loaded:
+    if on_disk and on_disk != seen:
         if not cache.combine(config.create_timing_cache(on_disk), ignore_mismatch=False):
             warnings.warn(f"timing cache {path} changed during the build and cannot be merged "
                           "(another device or TensorRT version); it is replaced by this build's "

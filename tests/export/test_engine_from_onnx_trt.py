@@ -99,8 +99,10 @@ def test_a_refused_timing_cache_is_replaced_not_a_crash(monkeypatch, tmp_path, s
     fake_tensorrt.install(monkeypatch, version)
     cache = tmp_path / "t.cache"
     cache.write_text(json.dumps({"device": "Another GPU", "entries": ["theirs"]}))
-    with pytest.warns(UserWarning, match="another device or TensorRT version"):
+    with pytest.warns(UserWarning) as caught:
         built = build_engine(source, BuildOptions(timing_cache=cache))
+    assert [str(w.message).split(";")[0] for w in caught] == [
+        f"timing cache {cache} was made for another device or TensorRT version"]
     assert built.sidecar_path.is_file() and not built.sidecar.timing_cache["had_entries"]
     saved = json.loads(cache.read_text())
     assert saved == {"device": fake_tensorrt.DEVICE, "entries": ["tactics:blk.onnx"]}
