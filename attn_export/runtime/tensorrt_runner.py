@@ -33,9 +33,10 @@ CUDA_PYTHON_HINT = (
 now resolves to 13.x, which fails on CUDA 12 drivers such as JetPack 6's."""
 
 TRT_INSTALL_HINT = (
-    "TensorRT's Python package is not importable. x86: `pip install tensorrt` (CUDA 12 wheels "
-    "from NVIDIA); Jetson: JetPack ships it (`sudo apt install python3-libnvinfer`; create the "
-    f"venv with --system-site-packages). Then {CUDA_PYTHON_HINT}"
+    "TensorRT's Python package is not importable. x86: `pip install tensorrt-cu12` for CUDA 12 "
+    "(`tensorrt-cu13` for CUDA 13; plain `pip install tensorrt` now means CUDA 13); Jetson: "
+    "JetPack ships it (`sudo apt install python3-libnvinfer`; create the venv with "
+    f"--system-site-packages). Then {CUDA_PYTHON_HINT}"
 )
 
 TRT_MODULES = ("tensorrt", "tensorrt_lean", "tensorrt_dispatch")
@@ -437,7 +438,7 @@ class TensorRTRunner(Runner):
             raise ModelFileError(
                 f"{self.engine_path} was built with --exclude-lean-runtime and needs TensorRT's "
                 f"lean runtime, which cannot be loaded from {path} ({reason}); install it (pip "
-                f"install tensorrt-lean) or point {LEAN_RUNTIME_ENV} at libnvinfer_lean.so")
+                f"install tensorrt-lean-cu12) or point {LEAN_RUNTIME_ENV} at libnvinfer_lean.so")
         self._outer_runtime = runtime  # the lean runtime lives inside it: keep both alive
         return lean
 

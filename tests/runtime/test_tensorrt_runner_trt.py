@@ -4,6 +4,7 @@ the installed-version probe, the CUDA backends' pins."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -120,13 +121,15 @@ def test_the_logger_keeps_only_the_newest_messages():
 def _package(root: Path, name: str, body: str) -> None:
     (root / name).mkdir(parents=True)
     (root / name / "__init__.py").write_text(body)
+    importlib.invalidate_caches()
 
 
 @pytest.fixture
 def no_trt(monkeypatch, tmp_path):
     """sys.path with a fresh folder first and no TensorRT module imported yet."""
     for name in tensorrt_runner.TRT_MODULES:
-        monkeypatch.delitem(sys.modules, name, raising=False)
+        monkeypatch.setitem(sys.modules, name, None)  # undone by deleting what the test imports
+        monkeypatch.delitem(sys.modules, name)
     monkeypatch.syspath_prepend(str(tmp_path))
     return tmp_path
 
@@ -179,13 +182,15 @@ def test_version_of_the_real_bindings(no_trt):
 # --------------------------------------------------------------------------------------------------
 
 
-def test_cuda_python_is_pinned_by_cuda_major():
-    import tomllib
+def test_tensorrt_and_cuda_python_are_pinned_by_cuda_major():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
     extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
         "optional-dependencies"]["tensorrt"]
-    assert "cuda-python>=12.0,<13" in extra  # JetPack 6 is CUDA 12.6; 13.x needs r580+
+    # JetPack 6 is CUDA 12.6; cuda-python 13.x needs r580+; `tensorrt` now pulls tensorrt-cu13
+    assert extra == ["tensorrt-cu12>=10.0", "cuda-python>=12.0,<13"]
     assert "'cuda-python>=12,<13'" in CUDA_PYTHON_HINT and CUDA_PYTHON_HINT in TRT_INSTALL_HINT
+    assert "`pip install tensorrt-cu12` for CUDA 12" in TRT_INSTALL_HINT
 
 
 def test_torch_backend_makes_a_stream_of_its_own(monkeypatch):
