@@ -282,7 +282,8 @@ class Builder:
         if config._cache is not None:
             config._cache._entries.append(f"tactics:{Path(network._onnx).name}")
         plan = {"fake_plan": self._trt.__version__, "onnx": network._onnx,
-                "flags": sorted(config._flags),
+                "flags": sorted(config._flags), "pools": config._pools,
+                "optimization_level": config._level, "hardware": config._hardware.name,
                 "io": [(t.name, True, t.shape) for t in network._inputs]
                 + [(t.name, False, t.shape) for t in network._outputs],
                 "profile": {k: v for p in config._profiles[:1] for k, v in p._shapes.items()}}

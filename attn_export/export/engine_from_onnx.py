@@ -314,9 +314,9 @@ def _network_io(network) -> list[dict]:
     for mode, count, get in (("input", network.num_inputs, network.get_input),
                              ("output", network.num_outputs, network.get_output)):
         for i in range(count):
-            t = get(i)
-            io.append({"name": t.name, "mode": mode, "dtype": t.dtype.name,
-                       "shape": [int(d) for d in t.shape]})
+            tensor = get(i)
+            io.append({"name": tensor.name, "mode": mode, "dtype": tensor.dtype.name,
+                       "shape": [int(d) for d in tensor.shape]})
     return io
 
 

@@ -153,6 +153,18 @@ def test_an_invalid_profile_is_refused_before_building(monkeypatch, tmp_path, so
     assert not engine.exists()
 
 
+@pytest.mark.parametrize("version", VERSIONS)
+def test_config_options_reach_the_builder(monkeypatch, source, version):
+    fake_tensorrt.install(monkeypatch, version)
+    built = build_engine(source, BuildOptions(
+        workspace_mib=64, optimization_level=5, hardware_compatibility="ampere_plus",
+        version_compatible=True, use_timing_cache=False))
+    plan = json.loads(built.engine_path.read_bytes())
+    assert plan["pools"] == {"WORKSPACE": 64 << 20} and plan["optimization_level"] == 5
+    assert plan["hardware"] == "AMPERE_PLUS" and "VERSION_COMPATIBLE" in plan["flags"]
+    assert plan["profile"]["input"] == [[1, 4, 8, 8], [1, 4, 8, 8], [8, 4, 8, 8]]
+
+
 def test_hardware_level_a_version_lacks_is_refused_by_name(monkeypatch, source):
     fake_tensorrt.install(monkeypatch, "10.3.0")
     options = BuildOptions(hardware_compatibility="same_compute_capability", use_timing_cache=False)

@@ -192,6 +192,83 @@ def test_every_trt_reference_exists(real):
     assert missing == [], f"TensorRT {real['version']} lacks {missing}"
 
 
+TRT_MODULES = ("export/engine_from_onnx.py", "runtime/tensorrt_runner.py")
+TRT_OBJECTS = {
+    "builder": "Builder", "network": "INetworkDefinition", "parser": "OnnxParser",
+    "config": "IBuilderConfig", "profile": "IOptimizationProfile", "layer": "ILayer",
+    "err": "ParserError", "cache": "ITimingCache", "serialized": "IHostMemory",
+    "engine": "ICudaEngine", "_engine": "ICudaEngine", "context": "IExecutionContext",
+    "_context": "IExecutionContext", "runtime": "Runtime", "_runtime": "Runtime",
+    "lean": "Runtime", "tensor": "ITensor",
+}
+"""The names TensorRT objects are bound to in the modules that talk to TensorRT (``self._x``
+included): the one place that says which class each call goes to."""
+VERSION_GUARDED = {("ILayer", "precision"), ("ILayer", "set_output_type")}
+"""Members some versions lack, reached only where the code checks for them first."""
+
+
+def object_uses() -> dict[tuple[str, str], list[str]]:
+    """``(class, member)`` -> where: every attribute our TensorRT modules use on a TensorRT
+    object, found statically (so paths no test runs are covered too); an assignment is recorded
+    as ``(class, member, "set")`` too."""
+    uses: dict[tuple[str, str], list[str]] = {}
+    for module in TRT_MODULES:
+        tree = ast.parse((PACKAGE / module).read_text())
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Attribute):
+                continue
+            base = node.value
+            if isinstance(base, ast.Subscript):  # layers[i].precision
+                base = base.value
+            name = base.id if isinstance(base, ast.Name) else (
+                base.attr if isinstance(base, ast.Attribute) and isinstance(base.value, ast.Name)
+                and base.value.id == "self" else None)
+            name = "layer" if name == "layers" else name
+            if name in TRT_OBJECTS:
+                where = f"{module}:{node.lineno}"
+                uses.setdefault((TRT_OBJECTS[name], node.attr), []).append(where)
+                if isinstance(node.ctx, ast.Store):
+                    uses.setdefault((TRT_OBJECTS[name], node.attr, "set"), []).append(where)
+    return uses
+
+
+def test_object_uses_are_found():
+    uses = object_uses()
+    assert ("IBuilderConfig", "add_optimization_profile") in uses and ("ITensor", "dtype") in uses
+    assert ("IExecutionContext", "execute_async_v3") in uses and ("Runtime", "load_runtime") in uses
+    assert ("IBuilderConfig", "builder_optimization_level", "set") in uses
+
+
+def use_problems(classes: dict) -> dict[str, list[str]]:
+    """Uses one version's classes do not support: missing members, assignments to read-only
+    properties."""
+    problems = {}
+    for use, where in object_uses().items():
+        cls, member = use[:2]
+        info = classes[cls].get(member)
+        if info is None:
+            if (cls, member) not in VERSION_GUARDED:
+                problems[f"{cls}.{member}"] = where
+        elif len(use) == 3 and not (info["kind"] == "property" and info["settable"]):
+            problems[f"{cls}.{member} = ... (not settable)"] = where
+    return problems
+
+
+def test_every_use_of_a_trt_object_exists(real):
+    problems = use_problems(real["classes"])
+    assert problems == {}, f"TensorRT {real['version']}: {problems}"
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_every_use_of_a_trt_object_is_in_the_fake(version):
+    """So the fake-based tests can reach every call, and the snapshot checks each one."""
+    assert use_problems(load_snapshot(version)["classes"]) == {}
+    trt = fake.fake_tensorrt(version)
+    missing = sorted(f"{u[0]}.{u[1]}" for u in object_uses()
+                     if not hasattr(getattr(trt, u[0]), u[1]) and u[:2] not in VERSION_GUARDED)
+    assert missing == []
+
+
 def planned_names(version: str) -> dict[str, set[str]]:
     """Every enum member name a build for ``version`` can reach by ``getattr`` from plan data."""
     names: dict[str, set[str]] = {"BuilderFlag": set(), "NetworkDefinitionCreationFlag": set()}
