@@ -3,7 +3,7 @@
 TensorRT cannot run here (no GPU), so the build and run paths are exercised against this fake:
 the classes, methods, properties and enums our code touches, with the real names, parameter
 names and settable/read-only properties. ``fake_tensorrt(version)`` builds the module for one
-real binding version from ``tests/trt_surface/<version>.json`` (a snapshot of that version's
+real binding version from ``tests/trt_snapshots/<version>.json`` (a snapshot of that version's
 real surface): a member the real version lacks is absent here too (``ILayer.precision`` on 11.x),
 and enums hold exactly the real members. ``tests/runtime/test_trt_surface.py`` checks the
 snapshot against the real wheels and every member defined below against the real signatures, so
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-SNAPSHOTS = Path(__file__).resolve().parent / "trt_surface"
+SNAPSHOTS = Path(__file__).resolve().parent / "trt_snapshots"
 
 MODELLED_ENUMS = ("BuilderFlag", "NetworkDefinitionCreationFlag", "MemoryPoolType",
                   "HardwareCompatibilityLevel", "DataType", "LayerType", "TensorIOMode",

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SNAPSHOT_DIR = Path(__file__).resolve().parent / "trt_surface"
+SNAPSHOT_DIR = Path(__file__).resolve().parent / "trt_snapshots"
 VERSIONS = ("10.3.0", "10.13.0.35", "11.4.0.106")
 
 
@@ -178,7 +178,7 @@ def load_snapshot(version: str) -> dict:
 
 
 def write_snapshots() -> None:
-    """Rewrite ``tests/trt_surface/<version>.json`` from the real bindings."""
+    """Rewrite ``tests/trt_snapshots/<version>.json`` from the real bindings."""
     sys.path.insert(0, str(ROOT))
     from tests.fake_tensorrt import MODELLED_CLASSES, MODELLED_ENUMS, MODELLED_VALUES
 

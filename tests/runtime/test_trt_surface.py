@@ -4,7 +4,7 @@ The real ``tensorrt-cu12-bindings`` wheels (``tools/trt_bindings.py``, run by th
 environment step) import here with a C stub of TensorRT's native libraries; each version is read
 in a subprocess of its own (``tests/trt_surface.py``). Checked:
 
-- the snapshot the fake is built from (``tests/trt_surface/<version>.json``) is that version's
+- the snapshot the fake is built from (``tests/trt_snapshots/<version>.json``) is that version's
   real surface, so the fake's enums and per-version members are the real ones;
 - every method and property the fake defines exists in the real class, with the same parameter
   names (one of the pybind overloads) and, for properties, settable only where the real one is;
@@ -57,7 +57,7 @@ def test_snapshot_is_the_real_surface(real):
     snapshot = load_snapshot(real["version"])
     part = restrict(real, set(fake.MODELLED_ENUMS), set(fake.MODELLED_CLASSES),
                     set(fake.MODELLED_VALUES))
-    assert snapshot == part, (f"tests/trt_surface/{real['version']}.json differs from the real "
+    assert snapshot == part, (f"tests/trt_snapshots/{real['version']}.json differs from the real "
                               "binding: run `python tests/trt_surface.py --snapshot`")
 
 
