@@ -524,4 +524,20 @@ def build_engine(onnx_path: str | Path, options: BuildOptions = BuildOptions(),
         cache = options.timing_cache or default_timing_cache_path(env)
     target = Path(engine_path or engine_path_for(onnx_path, plan.precision))
     sidecar = engine_from_onnx(graph, target, plan, profiles, settings, cache, options, env)
-    return BuildResult(target, sidecar_path(target), sidecar, graph, plan, list(plan.notes))
+    return BuildResult(target, sidecar_path(target), sidecar, graph, plan,
+                       [*plan.notes, *_int8_notes(graph, plan)])
+
+
+def _int8_notes(graph: Path, plan: PrecisionPlan) -> list[str]:
+    """An INT8 engine of a Q/DQ graph that quantizes nothing is a float engine: say so."""
+    if plan.graph != "qdq":
+        return []
+    from attn_export.export.check import load_onnx
+    from attn_export.export.macs import quantized_nodes
+
+    if quantized_nodes(load_onnx(graph)):
+        return []
+    message = (f"{graph.name} quantizes nothing (every weighted op stays float, F2): this INT8 "
+               "engine computes in float; build --precision fp16 instead")
+    warnings.warn(message, UserWarning, stacklevel=3)
+    return [message]

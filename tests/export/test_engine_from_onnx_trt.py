@@ -231,3 +231,24 @@ def test_version_compatible_engines_and_the_lean_runtime(monkeypatch, tmp_path, 
     assert run_engine(lean.engine_path, x, lean_runtime=library).shape == (1, 4, 8, 8)
     monkeypatch.setenv("ATTN_EXPORT_TRT_LEAN_RUNTIME", str(library))
     assert run_engine(lean.engine_path, x).shape == (1, 4, 8, 8)
+
+
+def test_an_int8_engine_of_a_graph_that_quantizes_nothing_says_so(monkeypatch, tmp_path):
+    """A Conv on a 1x1 map (a GEMV) feeding a gate: F2 and the GEMV rule keep it all float."""
+    fake_tensorrt.install(monkeypatch, "11.4.0.106")
+    k = np.random.default_rng(0).standard_normal((4, 4, 1, 1)).astype(np.float32)
+    nodes = [helper.make_node("ReduceMean", ["input"], ["p"], axes=[2, 3], keepdims=1),
+             helper.make_node("Conv", ["p", "k"], ["c"], name="fc"),
+             helper.make_node("Sigmoid", ["c"], ["g"]),
+             helper.make_node("Mul", ["input", "g"], ["output"])]
+    graph = helper.make_graph(
+        nodes, "se", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [numpy_helper.from_array(k, "k")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.save(model, str(tmp_path / "se.onnx"))
+    with pytest.warns(UserWarning, match="quantizes nothing"):
+        built = build_engine(tmp_path / "se.onnx", BuildOptions(precision="int8",
+                                                                use_timing_cache=False))
+    assert any("this INT8 engine computes in float" in note for note in built.notes)
