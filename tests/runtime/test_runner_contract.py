@@ -25,14 +25,27 @@ def onnx_path(block, tmp_path_factory):
     return onnx_from_torch(block, SHAPE, tmp_path_factory.mktemp("m") / "se.onnx", dynamic="batch")
 
 
-@pytest.fixture(params=["pytorch", "onnxruntime"])
-def runner(request, block, onnx_path):
+@pytest.fixture(params=["pytorch", "onnxruntime", "tensorrt-fake"])
+def runner(request, block, onnx_path, monkeypatch):
     if request.param == "pytorch":
         r = TorchRunner(block, ["input"], ["output"], [(None, 32, 8, 8)])
-    else:
+    elif request.param == "onnxruntime":
         r = OnnxRuntimeRunner(onnx_path)
+    else:  # the real TensorRTRunner over the fake TensorRT held to the real 11.4 bindings
+        r = _fake_tensorrt_runner(monkeypatch, onnx_path)
     with r:
         yield r
+
+
+def _fake_tensorrt_runner(monkeypatch, onnx_path):
+    from attn_export.export.engine_from_onnx import BuildOptions, build_engine
+    from attn_export.runtime.tensorrt_runner import TensorRTRunner
+    from tests import fake_tensorrt
+
+    fake_tensorrt.install(monkeypatch, "11.4.0.106")
+    built = build_engine(onnx_path, BuildOptions(opt_shapes="1x32x8x8", max_shapes="8x32x8x8",
+                                                 use_timing_cache=False))
+    return TensorRTRunner(built.engine_path)
 
 
 def test_input_spec_names_dtype_and_dynamic_batch(runner):
