@@ -207,6 +207,57 @@ VERSION_GUARDED = {("ILayer", "precision"), ("ILayer", "set_output_type")}
 """Members some versions lack, reached only where the code checks for them first."""
 
 
+def _bound_name(base) -> str | None:
+    """``config`` in ``config.x``, ``_engine`` in ``self._engine.x``, ``layer`` in
+    ``layers[i].x``: the name a TensorRT object is bound to, if any."""
+    if isinstance(base, ast.Subscript):
+        base = base.value
+    if isinstance(base, ast.Name):
+        return "layer" if base.id == "layers" else base.id
+    if isinstance(base, ast.Attribute) and isinstance(base.value, ast.Name) \
+            and base.value.id == "self":
+        return base.attr
+    return None
+
+
+def object_calls() -> dict[tuple[str, str], list[tuple[int, tuple[str, ...], str]]]:
+    """``(class, method)`` -> every call of it in our TensorRT modules as (positional argument
+    count, keyword names, where)."""
+    calls: dict[tuple[str, str], list] = {}
+    for module in TRT_MODULES:
+        for node in ast.walk(ast.parse((PACKAGE / module).read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                name = _bound_name(node.func.value)
+                if name in TRT_OBJECTS:
+                    calls.setdefault((TRT_OBJECTS[name], node.func.attr), []).append(
+                        (len(node.args), tuple(k.arg for k in node.keywords),
+                         f"{module}:{node.lineno}"))
+    return calls
+
+
+def call_fits(signature: dict, positional: int, keywords: tuple[str, ...]) -> bool:
+    """Whether a call binds to one pybind overload: no surplus positional argument, known
+    keyword names, every parameter without a default given."""
+    params = signature["params"]
+    given = set(params[:positional]) | set(keywords)
+    return (positional <= len(params) and set(keywords) <= set(params) - set(params[:positional])
+            and set(params) - given <= set(signature["defaults"]))
+
+
+def call_problems(classes: dict) -> dict[str, str]:
+    problems = {}
+    for (cls, method), calls in object_calls().items():
+        info = classes[cls].get(method)
+        if info is None or info["kind"] != "method":
+            continue  # missing members are use_problems' to report
+        for positional, keywords, where in calls:
+            if not any(call_fits(s, positional, keywords) for s in info["signatures"]):
+                problems[where] = (f"{cls}.{method} with {positional} positional and "
+                                   f"{list(keywords)} keyword arguments fits none of "
+                                   f"{[s['params'] for s in info['signatures']]}")
+    return problems
+
+
 def object_uses() -> dict[tuple[str, str], list[str]]:
     """``(class, member)`` -> where: every attribute our TensorRT modules use on a TensorRT
     object, found statically (so paths no test runs are covered too); an assignment is recorded
@@ -217,13 +268,7 @@ def object_uses() -> dict[tuple[str, str], list[str]]:
         for node in ast.walk(tree):
             if not isinstance(node, ast.Attribute):
                 continue
-            base = node.value
-            if isinstance(base, ast.Subscript):  # layers[i].precision
-                base = base.value
-            name = base.id if isinstance(base, ast.Name) else (
-                base.attr if isinstance(base, ast.Attribute) and isinstance(base.value, ast.Name)
-                and base.value.id == "self" else None)
-            name = "layer" if name == "layers" else name
+            name = _bound_name(node.value)
             if name in TRT_OBJECTS:
                 where = f"{module}:{node.lineno}"
                 uses.setdefault((TRT_OBJECTS[name], node.attr), []).append(where)
@@ -257,6 +302,27 @@ def use_problems(classes: dict) -> dict[str, list[str]]:
 def test_every_use_of_a_trt_object_exists(real):
     problems = use_problems(real["classes"])
     assert problems == {}, f"TensorRT {real['version']}: {problems}"
+
+
+def test_calls_are_found_and_bound():
+    calls = object_calls()
+    assert [c[:2] for c in calls[("ITimingCache", "combine")]] == [(1, ("ignore_mismatch",))]
+    assert len(calls[("IBuilderConfig", "set_timing_cache")]) == 2
+    sig = {"params": ["cache", "ignore_mismatch"], "defaults": []}
+    assert call_fits(sig, 1, ("ignore_mismatch",)) and not call_fits(sig, 1, ())
+    assert not call_fits(sig, 1, ("ignore",)) and not call_fits(sig, 3, ())
+    assert not call_fits(sig, 1, ("cache",))  # given twice
+
+
+def test_every_call_fits_a_real_signature(real):
+    """Argument counts and keyword names of every call on a TensorRT object, against pybind's
+    signatures (overloads included)."""
+    assert call_problems(real["classes"]) == {}
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_every_call_fits_the_snapshot(version):
+    assert call_problems(load_snapshot(version)["classes"]) == {}
 
 
 @pytest.mark.parametrize("version", VERSIONS)
