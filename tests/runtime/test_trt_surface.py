@@ -226,12 +226,18 @@ def object_calls() -> dict[tuple[str, str], list[tuple[int, tuple[str, ...], str
     calls: dict[tuple[str, str], list] = {}
     for module in TRT_MODULES:
         for node in ast.walk(ast.parse((PACKAGE / module).read_text())):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
-                name = _bound_name(node.func.value)
-                if name in TRT_OBJECTS:
-                    calls.setdefault((TRT_OBJECTS[name], node.func.attr), []).append(
-                        (len(node.args), tuple(k.arg for k in node.keywords),
-                         f"{module}:{node.lineno}"))
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            name = _bound_name(node.func.value)
+            if name in TRT_OBJECTS:
+                key = (TRT_OBJECTS[name], node.func.attr)
+            elif isinstance(node.func.value, ast.Name) and node.func.value.id == "trt" \
+                    and node.func.attr[:1].isupper():
+                key = (node.func.attr, "__init__")  # trt.Builder(logger), trt.Runtime(logger)
+            else:
+                continue
+            calls.setdefault(key, []).append((len(node.args), tuple(k.arg for k in node.keywords),
+                                              f"{module}:{node.lineno}"))
     return calls
 
 
@@ -247,7 +253,7 @@ def call_fits(signature: dict, positional: int, keywords: tuple[str, ...]) -> bo
 def call_problems(classes: dict) -> dict[str, str]:
     problems = {}
     for (cls, method), calls in object_calls().items():
-        info = classes[cls].get(method)
+        info = classes.get(cls, {}).get(method)
         if info is None or info["kind"] != "method":
             continue  # missing members are use_problems' to report
         for positional, keywords, where in calls:
@@ -308,6 +314,7 @@ def test_calls_are_found_and_bound():
     calls = object_calls()
     assert [c[:2] for c in calls[("ITimingCache", "combine")]] == [(1, ("ignore_mismatch",))]
     assert len(calls[("IBuilderConfig", "set_timing_cache")]) == 2
+    assert [c[:2] for c in calls[("OnnxParser", "__init__")]] == [(2, ())]
     sig = {"params": ["cache", "ignore_mismatch"], "defaults": []}
     assert call_fits(sig, 1, ("ignore_mismatch",)) and not call_fits(sig, 1, ())
     assert not call_fits(sig, 1, ("ignore",)) and not call_fits(sig, 3, ())
