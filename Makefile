@@ -11,7 +11,7 @@ TORCH  := torch==2.13.0
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e '.[torch,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[torch,serve,dev]'
 	touch $(STAMP)
 
 ## demo: export CBAM at opset 17, simplify, validate in ONNX Runtime vs PyTorch, re-check the golden file
