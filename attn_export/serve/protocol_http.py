@@ -151,4 +151,9 @@ def make_app(core: InferenceCore, max_request_bytes: int):
             Route(prefix + "/config", model_config), Route(prefix + "/stats", model_stats),
             Route(prefix + "/infer", infer, methods=["POST"]),
         ]
-    return Starlette(routes=routes)
+
+    async def no_route(request, exc):
+        return _error(exc.status_code, f"no endpoint {request.method} {request.url.path} "
+                      "(Open Inference Protocol v2 paths start with /v2)")
+
+    return Starlette(routes=routes, exception_handlers={404: no_route, 405: no_route})
