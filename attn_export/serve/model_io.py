@@ -60,10 +60,23 @@ def onnx_io(path: str | Path) -> ModelIO:
     return ModelIO(inputs, outputs)
 
 
+def _sidecar_dtype(name: str) -> np.dtype:
+    """numpy names (what our sidecars write) or TensorRT's DataType names (FLOAT, HALF, ...)."""
+    from attn_export.runtime.tensorrt_runner import TRT_DTYPES
+
+    if name in TRT_DTYPES:
+        return TRT_DTYPES[name]
+    try:
+        return np.dtype(name)
+    except TypeError:
+        raise ModelFileError(f"engine sidecar names tensor dtype {name!r}, which has no numpy "
+                             "equivalent; keep the engine's I/O in FP32/FP16/INT32/INT64") from None
+
+
 def sidecar_io(io: list[dict]) -> ModelIO:
     """The ``io`` list of an engine sidecar ({name, mode, dtype, shape with -1}) as a ModelIO."""
     def one(entry: dict) -> TensorIO:
-        return TensorIO(str(entry["name"]), np.dtype(entry["dtype"]),
+        return TensorIO(str(entry["name"]), _sidecar_dtype(str(entry["dtype"])),
                         tuple(None if int(d) < 0 else int(d) for d in entry["shape"]))
 
     if not io:
