@@ -28,10 +28,12 @@ from attn_export.commands.common import fail, handle_errors
               help="instance_group count: model copies, one worker each.")
 @click.option("--name", "names", multiple=True,
               help="Model name, one per EXPORT_DIR in order [the block name].")
+@click.option("--no-dynamic-batching", is_flag=True,
+              help="Keep max_batch_size but run each request alone (a baseline for benchmarks).")
 @click.option("--force", is_flag=True, help="Replace an existing, non-empty --out.")
 @handle_errors
 def repo_command(export_dirs, out, prefer, precision, max_batch, max_queue_delay_us, max_queue_size,
-                 instances, names, force):
+                 instances, names, no_dynamic_batching, force):
     """Write EXPORT_DIRS as a Triton model repository (config.pbtxt, model.onnx/model.plan, golden)."""
     from attn_export.serve.config import BatchOptions, model_config_pb2
     from attn_export.serve.repository import plan_model, source_from_export, write_repository
@@ -39,7 +41,8 @@ def repo_command(export_dirs, out, prefer, precision, max_batch, max_queue_delay
     if names and len(names) != len(export_dirs):
         fail(f"{len(names)} --name for {len(export_dirs)} export folders; give one per folder, in order")
     model_config_pb2()  # a missing serving extra fails before any work
-    options = BatchOptions(max_batch, max_queue_delay_us, max_queue_size, instances)
+    options = BatchOptions(max_batch, max_queue_delay_us, max_queue_size, instances,
+                           dynamic_batching=not no_dynamic_batching)
     planned = []
     for i, folder in enumerate(export_dirs):
         source = source_from_export(folder, precision)

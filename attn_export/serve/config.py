@@ -68,6 +68,7 @@ class BatchOptions:
     max_queue_delay_us: int = 0
     max_queue_size: int = DEFAULT_MAX_QUEUE
     instances: int = 1
+    dynamic_batching: bool = True
 
 
 def check_name(name: str) -> str:
@@ -130,7 +131,7 @@ def build_config(spec: ModelSpec, options: BatchOptions):
             dims = t.shape[1:] if max_batch > 0 else t.shape
             add(name=t.name, data_type=mc.DataType.Value(config_dtype(protocol_dtype(t.dtype))),
                 dims=[-1 if d is None else int(d) for d in dims])
-    if max_batch > 0:
+    if max_batch > 0 and options.dynamic_batching:
         cfg.dynamic_batching.max_queue_delay_microseconds = options.max_queue_delay_us
         cfg.dynamic_batching.default_queue_policy.max_queue_size = options.max_queue_size
     kind = mc.ModelInstanceGroup.KIND_GPU if spec.platform == "tensorrt_plan" \
