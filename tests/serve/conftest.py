@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnx.numpy_helper
 import pytest
 from click.testing import CliRunner
 from onnx import TensorProto, helper
@@ -47,6 +48,24 @@ def mixed_export(out: Path, batch: str | int = "N") -> Path:
     model.ir_version = 9
     onnx.save(model, str(out / "mixed.onnx"))
     (out / "report.json").write_text(json.dumps({"block": "mixed", "files": {"onnx": "mixed.onnx"}}))
+    return out
+
+
+def slow_export(out: Path, width: int = 1536, depth: int = 6) -> Path:
+    """A deliberately slow model (y = x W W ... W, ``depth`` MatMuls of width x width): a real
+    ONNX Runtime call of several milliseconds, so concurrent requests really queue."""
+    out.mkdir(parents=True, exist_ok=True)
+    w = (np.random.default_rng(0).standard_normal((width, width)) / np.sqrt(width)).astype(np.float32)
+    names = ["x", *[f"h{i}" for i in range(1, depth)], "y"]
+    nodes = [helper.make_node("MatMul", [a, "w"], [b]) for a, b in zip(names, names[1:])]
+    graph = helper.make_graph(nodes, "slow",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", width])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", width])],
+                              [onnx.numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.save(model, str(out / "slow.onnx"))
+    (out / "report.json").write_text(json.dumps({"block": "slow", "files": {"onnx": "slow.onnx"}}))
     return out
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from tritonclient.utils import InferenceServerException
 
 from attn_export.cli import main
 from attn_export.runtime.onnxruntime_runner import OnnxRuntimeRunner
-from tests.serve.conftest import ServerThread, mixed_feed
+from tests.serve.conftest import ServerThread, mixed_feed, slow_export
 
 
 def _http_inputs(feed):
@@ -80,10 +81,12 @@ def test_concurrent_load_over_two_models_is_batched_and_correct(server, repo):
 
 
 @pytest.fixture(scope="module")
-def tight_server(exports, tmp_path_factory):
-    """cbam with a queue of one and no delay: the third concurrent request finds the queue full."""
-    out = tmp_path_factory.mktemp("tight") / "repo"
-    result = CliRunner().invoke(main, ["repo", str(exports["cbam"]), "--out", str(out),
+def tight_server(tmp_path_factory):
+    """A slow model with a queue of one and batches of one: of eight simultaneous requests, one
+    runs, one waits, and the others must be refused at once."""
+    root = tmp_path_factory.mktemp("tight")
+    out = root / "repo"
+    result = CliRunner().invoke(main, ["repo", str(slow_export(root / "slow")), "--out", str(out),
                                        "--max-queue-size", "1", "--max-batch", "1"])
     assert result.exit_code == 0, result.output
     srv = ServerThread(out).start()
@@ -92,22 +95,54 @@ def tight_server(exports, tmp_path_factory):
 
 
 def test_full_queue_is_refused_at_once(tight_server):
-    x = np.random.default_rng(0).standard_normal((1, 64, 32, 32)).astype(np.float32)
-    client = httpclient.InferenceServerClient(tight_server.http, concurrency=24)
-    try:
-        pending = [client.async_infer("cbam", _http_inputs({"input": x})) for _ in range(24)]
-        ok, refused = 0, []
-        for p in pending:
-            try:
-                p.get_result()
-                ok += 1
-            except InferenceServerException as exc:
-                refused.append(exc)
-        assert ok >= 1 and refused, (ok, len(refused))
-        assert all(e.status() == "503" and "queue full" in e.message() for e in refused)
-        assert client.is_server_ready() and client.infer("cbam", _http_inputs({"input": x}))
-    finally:
+    x = np.random.default_rng(0).standard_normal((1, 1536)).astype(np.float32)
+    barrier = threading.Barrier(8)
+    outcomes: list[object] = []
+
+    def one() -> None:
+        client = grpcclient.InferenceServerClient(tight_server.grpc)
+        i = grpcclient.InferInput("x", list(x.shape), "FP32")
+        i.set_data_from_numpy(x)
+        barrier.wait()
+        started = time.perf_counter()
+        try:
+            client.infer("slow", [i])
+            outcomes.append("ok")
+        except InferenceServerException as exc:
+            outcomes.append((exc, time.perf_counter() - started))
         client.close()
+
+    threads = [threading.Thread(target=one) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    refused = [o for o in outcomes if o != "ok"]
+    assert len(outcomes) == 8 and refused and outcomes.count("ok") >= 1, outcomes
+    assert all(e.status() == "StatusCode.UNAVAILABLE" and "queue full" in e.message() for e, _ in refused)
+    assert httpclient.InferenceServerClient(tight_server.http).is_server_ready()
+
+
+def test_full_queue_over_http_is_503(tight_server):
+    x = np.random.default_rng(0).standard_normal((1, 1536)).astype(np.float32)
+    statuses = []
+    threads = []
+
+    def one() -> None:
+        c = httpclient.InferenceServerClient(tight_server.http)
+        try:
+            c.infer("slow", _http_inputs({"x": x}))
+            statuses.append("200")
+        except InferenceServerException as exc:
+            statuses.append(exc.status())
+        c.close()
+
+    for _ in range(8):
+        threads.append(threading.Thread(target=one))
+        threads[-1].start()
+    for t in threads:
+        t.join(60)
+    assert "200" in statuses and "503" in statuses and set(statuses) <= {"200", "503"}, statuses
 
 
 def test_client_disconnecting_mid_request(server, http):

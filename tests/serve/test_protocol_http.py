@@ -135,7 +135,6 @@ BAD = {
         {"name": "x", "shape": [1, 4], "datatype": "FP16", "parameters": {"binary_data_size": 6}},
         {"name": "idx", "shape": [1, 3], "datatype": "INT64", "data": [1, 2, 3]}]}).encode() + b"\0" * 6,
         "header", 400),
-    "too large": ("/v2/models/se/infer", b"{" + b" " * (3 << 20) + b"}", {}, 413),
 }
 
 
@@ -169,3 +168,15 @@ def test_metrics_port(server, http):
                    "attn_serve_batch_rows", "attn_serve_request_failures_total"):
         assert family in text, family
     assert 'model="mixed"' in text
+
+
+def test_body_over_the_limit_is_413_before_it_is_read(server, http):
+    """Refused from Content-Length alone: the client has sent only the headers."""
+    import socket
+
+    host, port = server.http.split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(b"POST /v2/models/se/infer HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (3 << 20))
+        reply = s.recv(4096).decode()
+    assert reply.startswith("HTTP/1.1 413") and "max-request-bytes" in reply
+    assert http.is_server_ready()
