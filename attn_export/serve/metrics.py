@@ -49,4 +49,10 @@ def start_metrics_server(metrics: Metrics, host: str, port: int):
     """prometheus-client's own HTTP server in a daemon thread; returns (server, thread)."""
     from prometheus_client import start_http_server
 
-    return start_http_server(port, addr=host, registry=metrics.registry)
+    from attn_export.errors import AttnExportError
+
+    try:
+        return start_http_server(port, addr=host, registry=metrics.registry)
+    except OSError as exc:
+        raise AttnExportError(f"cannot serve metrics on {host}:{port} ({exc.strerror}); pass "
+                              "--metrics-port (-1 for none)") from None

@@ -171,9 +171,12 @@ def make_grpc_server(core: InferenceCore, host: str, port: int, max_message_byte
                                       ("grpc.max_send_message_length", 2**31 - 1),
                                       ("grpc.so_reuseport", 0)])
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(make_servicer(core), server)
-    bound = server.add_insecure_port(f"{host}:{port}")
-    if bound == 0:
-        from attn_export.errors import AttnExportError
+    from attn_export.errors import AttnExportError
 
-        raise AttnExportError(f"cannot bind gRPC to {host}:{port}: the port is in use; pass --grpc-port")
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError:  # grpcio >= 1.5x raises instead of returning 0
+        bound = 0
+    if bound == 0:
+        raise AttnExportError(f"cannot bind gRPC to {host}:{port} (port in use?); pass --grpc-port")
     return server, bound

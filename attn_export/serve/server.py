@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,12 +98,27 @@ class Server:
         except AttnExportError:
             await self.core.close()
             raise
-        grpc_server, _ = make_grpc_server(self.core, o.host, o.grpc_port, o.max_request_bytes)
+        try:
+            grpc_server, _ = make_grpc_server(self.core, o.host, o.grpc_port, o.max_request_bytes)
+        except AttnExportError:
+            await self.core.close()
+            raise
         await grpc_server.start()
-        metrics_http = start_metrics_server(self.core.metrics, o.host, o.metrics_port) \
-            if o.metrics_port >= 0 else None
+        try:
+            metrics_http = start_metrics_server(self.core.metrics, o.host, o.metrics_port) \
+                if o.metrics_port >= 0 else None
+        except AttnExportError:
+            await grpc_server.stop(0)
+            await self.core.close()
+            raise
         self._http = self._http_server()
-        http_task = asyncio.create_task(self._http.serve())
+        try:
+            sock = bind_socket(o.host, o.http_port)
+        except AttnExportError:
+            await grpc_server.stop(0)
+            await self.core.close()
+            raise
+        http_task = asyncio.create_task(self._http.serve(sockets=[sock]))
         while not self._http.started and not http_task.done():
             await asyncio.sleep(0.01)
         if http_task.done():  # bind failure: uvicorn logged it and returned
@@ -139,6 +155,21 @@ class Server:
             server.shutdown()
             server.server_close()
         self.log("stopped: every accepted request was answered")
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """The HTTP listening socket, bound here so a busy port is one line, not uvicorn's exit 3."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise AttnExportError(f"cannot serve HTTP on {host}:{port} ({exc.strerror}); pass --http-port") \
+            from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def run_server(repo: str | Path, options: ServeOptions) -> None:

@@ -117,6 +117,8 @@ class ServerThread:
             self.loop.run_until_complete(self.server.serve())
         except BaseException as exc:  # surfaced by start()
             self.error = exc
+        finally:
+            self.loop.close()
 
     def start(self) -> ServerThread:
         self.thread.start()
@@ -135,7 +137,8 @@ class ServerThread:
         return f"127.0.0.1:{self.ports['grpc_port']}"
 
     def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.server.stop)
+        if self.thread.is_alive():
+            self.loop.call_soon_threadsafe(self.server.stop)
         self.thread.join(30)
         assert not self.thread.is_alive(), "server did not stop"
 

@@ -76,6 +76,11 @@ def test_fp16_and_int64_tensors_both_ways(http):
         np.testing.assert_array_equal(result.as_numpy("y"), feed["x"] * 2)
         np.testing.assert_array_equal(result.as_numpy("s"), feed["idx"] + 1)
         assert result.get_response()["id"] == "r-7"
+    as_json = [httpclient.InferRequestedOutput(n, binary_data=False) for n in ("y", "s")]
+    result = http.infer("mixed", _inputs(feed, False), outputs=as_json)
+    assert "data" in result.get_output("y") and result.as_numpy("y").dtype == np.float16
+    np.testing.assert_array_equal(result.as_numpy("y"), feed["x"] * 2)
+    np.testing.assert_array_equal(result.as_numpy("s"), feed["idx"] + 1)
     only = http.infer("mixed", _inputs(feed), outputs=[httpclient.InferRequestedOutput("s")])
     assert only.as_numpy("y") is None and only.as_numpy("s") is not None
 

@@ -158,3 +158,21 @@ def test_help_and_import_do_not_load_the_server_stack():
             "heavy = [m for m in ('starlette', 'uvicorn', 'grpc', 'prometheus_client', 'tritonclient')"
             " if m in sys.modules]\nassert not heavy, heavy\n")
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+@pytest.mark.parametrize("flag", ["--http-port", "--grpc-port", "--metrics-port"])
+def test_busy_port_is_one_line_and_exit_1(repo, tmp_path, flag):
+    import socket
+
+    shutil.copytree(repo / "mixed", tmp_path / "mixed")
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        ports = {"--http-port": free_port(), "--grpc-port": free_port(), "--metrics-port": free_port()}
+        ports[flag] = busy.getsockname()[1]
+        args = [x for kv in ports.items() for x in (kv[0], str(kv[1]))]
+        result = CliRunner().invoke(main, ["serve", str(tmp_path), *args])
+    assert result.exit_code == 1, result.output
+    assert "error: cannot" in result.output and f"pass {flag}" in result.output
+    assert "Traceback" not in result.output
