@@ -69,11 +69,13 @@ class Batcher:
         self._pools = [ThreadPoolExecutor(1, thread_name_prefix="instance") for _ in runners]
         self._closing = False
         self._busy = 0
+        self.executions = [0] * len(runners)
+        """Batches run per instance (how evenly the instances share the load)."""
 
     def start(self) -> None:
         self._arrived = asyncio.Event()
-        self._tasks = [asyncio.get_running_loop().create_task(self._worker(r, p))
-                       for r, p in zip(self.runners, self._pools)]
+        self._tasks = [asyncio.get_running_loop().create_task(self._worker(i))
+                       for i in range(len(self.runners))]
 
     @property
     def depth(self) -> int:
@@ -127,8 +129,9 @@ class Batcher:
             rows = self._take(batch, rows)
         return batch
 
-    async def _worker(self, runner, pool: ThreadPoolExecutor) -> None:
+    async def _worker(self, index: int) -> None:
         loop = asyncio.get_running_loop()
+        runner, pool = self.runners[index], self._pools[index]
         while True:
             batch = await self._next_batch()
             started = time.perf_counter()
@@ -139,6 +142,7 @@ class Batcher:
             except Exception as exc:  # the runner's error belongs to every request of the batch
                 outputs, ok = exc, False
             self._busy -= 1
+            self.executions[index] += 1
             compute = time.perf_counter() - started
             for i, pending in enumerate(batch):
                 if pending.future.done():

@@ -89,7 +89,7 @@ def repo(exports, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("repo") / "models"
     runner = CliRunner()
     for args in ([str(exports["se"]), str(exports["cbam"]), str(exports["mixed"]),
-                  "--max-queue-delay-us", "2000", "--max-queue-size", "64"],):
+                  "--max-queue-delay-us", "2000", "--max-queue-size", "64", "--instances", "2"],):
         result = runner.invoke(main, ["repo", *args, "--out", str(out)])
         assert result.exit_code == 0, result.output
     fp16 = out.parent / "fp16"

@@ -78,6 +78,8 @@ def test_concurrent_load_over_two_models_is_batched_and_correct(server, repo):
     executed = stats.execution_count - before
     assert executed < 96, f"no request was joined into a batch ({executed} executions for 96)"
     assert max(stats.batches) <= 8
+    executions = server.server.core.models["se"].batcher.executions
+    assert len(executions) == 2 and min(executions) > 0, executions  # both instances worked
 
 
 @pytest.fixture(scope="module")
