@@ -29,20 +29,26 @@ def _error(status: int, message: str):
     return _json({"error": message}, status)
 
 
-def guarded(handler):
+def guarded_method(handler):
     """Turn every failure into ``{"error": ...}`` with Triton's status; the server keeps serving."""
 
     @functools.wraps(handler)
-    async def wrapper(request):
+    async def wrapper(self, request):
         try:
-            return await handler(request)
+            return await handler(self, request)
         except ServeError as exc:
             return _error(exc.http_status, str(exc))
         except Exception as exc:  # a bug must cost one request, not the server
-            return _error(500, f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
-                          if str(exc) else f"internal error: {type(exc).__name__}")
+            first = str(exc).splitlines()[0][:300] if str(exc) else ""
+            return _error(500, f"internal error: {type(exc).__name__}" + (f": {first}" if first else ""))
 
     return wrapper
+
+
+def _empty(status: int):
+    from starlette.responses import Response
+
+    return Response(status_code=status)
 
 
 async def read_body(request, limit: int) -> bytes:
@@ -59,73 +65,76 @@ async def read_body(request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def make_app(core: InferenceCore, max_request_bytes: int):
-    """The Starlette application serving ``core``."""
-    from starlette.applications import Starlette
-    from starlette.responses import Response
-    from starlette.routing import Route
+class HttpEndpoints:
+    """The handlers, one small method per endpoint, over one :class:`InferenceCore`."""
 
-    def model_of(request):
+    def __init__(self, core: InferenceCore, max_request_bytes: int) -> None:
+        self.core = core
+        self.max_request_bytes = max_request_bytes
+
+    def model_of(self, request):
         p = request.path_params
-        return core.model(p["model"], p.get("version", ""))
+        return self.core.model(p["model"], p.get("version", ""))
 
-    async def live(_request):
-        return Response(status_code=200)
+    async def live(self, _request):
+        return _empty(200)
 
-    async def ready(_request):
-        return Response(status_code=200 if core.ready else 503)
+    async def ready(self, _request):
+        return _empty(200 if self.core.ready else 503)
 
-    @guarded
-    async def server_metadata(_request):
-        return _json(core.server_metadata())
+    @guarded_method
+    async def server_metadata(self, _request):
+        return _json(self.core.server_metadata())
 
-    @guarded
-    async def model_metadata(request):
-        return _json(model_of(request).metadata())
+    @guarded_method
+    async def model_metadata(self, request):
+        return _json(self.model_of(request).metadata())
 
-    @guarded
-    async def model_ready(request):
-        model = model_of(request)
+    @guarded_method
+    async def model_ready(self, request):
+        model = self.model_of(request)
         if model.ready:
-            return Response(status_code=200)
+            return _empty(200)
         return _error(503, f"model {model.name!r} is not ready: {model.reason or model.state.lower()}")
 
-    @guarded
-    async def model_config(request):
-        model = model_of(request)
+    @guarded_method
+    async def model_config(self, request):
+        model = self.model_of(request)
         if model.config is None:
             raise ServeError(f"model {model.name!r} has no readable config: {model.reason}")
         return _json(config_json(model.config))
 
-    @guarded
-    async def model_stats(request):
+    @guarded_method
+    async def model_stats(self, request):
         p = request.path_params
-        return _json(core.statistics(p.get("model", ""), p.get("version", "")))
+        return _json(self.core.statistics(p.get("model", ""), p.get("version", "")))
 
-    @guarded
-    async def index(_request):
-        return _json(core.index())
+    @guarded_method
+    async def index(self, _request):
+        return _json(self.core.index())
 
-    async def infer(request):
+    async def infer(self, request):
         started = time.perf_counter()
-        model = None
-        response = await _infer(request)
-        if core.metrics is not None:
-            p = request.path_params
-            model = core.models.get(p["model"])
-            if model is not None:
-                labels = (model.name, model.version, "http")
-                ok = response.status_code == 200
-                core.metrics.requests.labels(*labels, "success" if ok else "failure").inc()
-                if not ok:
-                    core.metrics.failures.labels(*labels, str(response.status_code)).inc()
-                core.metrics.request_seconds.labels(*labels).observe(time.perf_counter() - started)
+        response = await self._infer(request)
+        self._count(request.path_params["model"], response.status_code, started)
         return response
 
-    @guarded
-    async def _infer(request):
-        model = model_of(request)
-        body = await read_body(request, max_request_bytes)
+    def _count(self, name: str, status: int, started: float) -> None:
+        metrics, model = self.core.metrics, self.core.models.get(name)
+        if metrics is None or model is None:
+            return
+        labels = (model.name, model.version, "http")
+        metrics.requests.labels(*labels, "success" if status == 200 else "failure").inc()
+        if status != 200:
+            metrics.failures.labels(*labels, str(status)).inc()
+        metrics.request_seconds.labels(*labels).observe(time.perf_counter() - started)
+
+    @guarded_method
+    async def _infer(self, request):
+        from starlette.responses import Response
+
+        model = self.model_of(request)
+        body = await read_body(request, self.max_request_bytes)
         parsed = decode_request(body, request.headers.get(HEADER_LENGTH))
         wanted = parsed.outputs if parsed.outputs is not None else \
             [(n, parsed.binary_default) for n in model.outputs]
@@ -139,21 +148,31 @@ def make_app(core: InferenceCore, max_request_bytes: int):
         return Response(content, media_type="application/octet-stream",
                         headers={"Inference-Header-Content-Length": str(header_length)})
 
-    base, versioned = "/v2/models/{model}", "/v2/models/{model}/versions/{version}"
-    routes = [
-        Route("/v2/health/live", live), Route("/v2/health/ready", ready),
-        Route("/v2", server_metadata), Route("/v2/models/stats", model_stats),
-        Route("/v2/repository/index", index, methods=["POST", "GET"]),
-    ]
-    for prefix in (versioned, base):
-        routes += [
-            Route(prefix, model_metadata), Route(prefix + "/ready", model_ready),
-            Route(prefix + "/config", model_config), Route(prefix + "/stats", model_stats),
-            Route(prefix + "/infer", infer, methods=["POST"]),
+    def routes(self) -> list:
+        from starlette.routing import Route
+
+        routes = [
+            Route("/v2/health/live", self.live), Route("/v2/health/ready", self.ready),
+            Route("/v2", self.server_metadata), Route("/v2/models/stats", self.model_stats),
+            Route("/v2/repository/index", self.index, methods=["POST", "GET"]),
         ]
+        for prefix in ("/v2/models/{model}/versions/{version}", "/v2/models/{model}"):
+            routes += [
+                Route(prefix, self.model_metadata), Route(prefix + "/ready", self.model_ready),
+                Route(prefix + "/config", self.model_config), Route(prefix + "/stats", self.model_stats),
+                Route(prefix + "/infer", self.infer, methods=["POST"]),
+            ]
+        return routes
 
-    async def no_route(request, exc):
-        return _error(exc.status_code, f"no endpoint {request.method} {request.url.path} "
-                      "(Open Inference Protocol v2 paths start with /v2)")
 
-    return Starlette(routes=routes, exception_handlers={404: no_route, 405: no_route})
+async def _no_route(request, exc):
+    return _error(exc.status_code, f"no endpoint {request.method} {request.url.path} "
+                  "(Open Inference Protocol v2 paths start with /v2)")
+
+
+def make_app(core: InferenceCore, max_request_bytes: int):
+    """The Starlette application serving ``core``."""
+    from starlette.applications import Starlette
+
+    routes = HttpEndpoints(core, max_request_bytes).routes()
+    return Starlette(routes=routes, exception_handlers={404: _no_route, 405: _no_route})
