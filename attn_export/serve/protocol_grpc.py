@@ -59,95 +59,109 @@ def decode_inputs(request) -> dict[str, np.ndarray]:
     return feed
 
 
+def guarded(method):
+    """Abort the RPC with Triton's status code on failure; the server keeps serving."""
+
+    @functools.wraps(method)
+    async def wrapper(self, request, context):
+        import grpc
+
+        try:
+            return await method(self, request, context)
+        except ServeError as exc:
+            await context.abort(getattr(grpc.StatusCode, exc.grpc_code), str(exc))
+        except Exception as exc:  # one failed RPC, never a dead server
+            await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
+
+    return wrapper
+
+
+class GrpcEndpoints:
+    """The RPCs tritonclient.grpc's common calls make; mixed into tritonclient's generated
+    ``GRPCInferenceServiceServicer`` by :func:`make_servicer` (the others stay UNIMPLEMENTED)."""
+
+    def __init__(self, core: InferenceCore) -> None:
+        from tritonclient.grpc import service_pb2
+
+        self.core, self.pb = core, service_pb2
+
+    def _tensors(self, items):
+        meta = self.pb.ModelMetadataResponse.TensorMetadata
+        return [meta(name=t["name"], datatype=t["datatype"], shape=t["shape"]) for t in items]
+
+    @guarded
+    async def ServerLive(self, request, context):
+        return self.pb.ServerLiveResponse(live=True)
+
+    @guarded
+    async def ServerReady(self, request, context):
+        return self.pb.ServerReadyResponse(ready=self.core.ready)
+
+    @guarded
+    async def ModelReady(self, request, context):
+        return self.pb.ModelReadyResponse(ready=self.core.model(request.name, request.version).ready)
+
+    @guarded
+    async def ServerMetadata(self, request, context):
+        return self.pb.ServerMetadataResponse(**self.core.server_metadata())
+
+    @guarded
+    async def ModelMetadata(self, request, context):
+        meta = self.core.model(request.name, request.version).metadata()
+        return self.pb.ModelMetadataResponse(name=meta["name"], versions=meta["versions"],
+                                             platform=meta["platform"],
+                                             inputs=self._tensors(meta["inputs"]),
+                                             outputs=self._tensors(meta["outputs"]))
+
+    @guarded
+    async def ModelConfig(self, request, context):
+        model = self.core.model(request.name, request.version)
+        if model.config is None:
+            raise ServeError(f"model {model.name!r} has no readable config: {model.reason}")
+        return self.pb.ModelConfigResponse(config=model.config)
+
+    @guarded
+    async def ModelStatistics(self, request, context):
+        from google.protobuf import json_format
+
+        return json_format.ParseDict(self.core.statistics(request.name, request.version),
+                                     self.pb.ModelStatisticsResponse())
+
+    async def ModelInfer(self, request, context):
+        started = time.perf_counter()
+        status = "200"
+        try:
+            return await self._infer(request, context)
+        except BaseException:
+            status = "error"
+            raise
+        finally:
+            _count(self.core, request.model_name, status, started)
+
+    @guarded
+    async def _infer(self, request, context):
+        model = self.core.model(request.model_name, request.model_version)
+        wanted = [o.name for o in request.outputs] or list(model.outputs)
+        unknown = sorted(set(wanted) - set(model.outputs))
+        if unknown:
+            raise BadRequest(f"model {model.name!r} has no outputs {unknown}; it has {sorted(model.outputs)}")
+        outputs = await model.infer(decode_inputs(request))
+        response = self.pb.ModelInferResponse(model_name=model.name, model_version=model.version,
+                                              id=request.id)
+        for name in wanted:
+            value = np.ascontiguousarray(outputs[name])
+            response.outputs.add(name=name, datatype=protocol_dtype(value.dtype), shape=value.shape)
+            response.raw_output_contents.append(value.astype(value.dtype.newbyteorder("<"),
+                                                             copy=False).tobytes())
+        return response
+
+
 def make_servicer(core: InferenceCore):
-    """A servicer instance answering every RPC tritonclient.grpc's common calls make."""
-    import grpc
-    from google.protobuf import json_format
-    from tritonclient.grpc import service_pb2 as pb
-    from tritonclient.grpc import service_pb2_grpc as pb_grpc
+    """A servicer instance: our endpoints over tritonclient's generated base class."""
+    from tritonclient.grpc import service_pb2_grpc
 
-    def guarded(method):
-        @functools.wraps(method)
-        async def wrapper(self, request, context):
-            try:
-                return await method(self, request, context)
-            except ServeError as exc:
-                await context.abort(getattr(grpc.StatusCode, exc.grpc_code), str(exc))
-            except Exception as exc:  # one failed RPC, never a dead server
-                await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
-
-        return wrapper
-
-    def tensors(items):
-        return [pb.ModelMetadataResponse.TensorMetadata(name=t["name"], datatype=t["datatype"],
-                                                        shape=t["shape"]) for t in items]
-
-    class Servicer(pb_grpc.GRPCInferenceServiceServicer):
-        @guarded
-        async def ServerLive(self, request, context):
-            return pb.ServerLiveResponse(live=True)
-
-        @guarded
-        async def ServerReady(self, request, context):
-            return pb.ServerReadyResponse(ready=core.ready)
-
-        @guarded
-        async def ModelReady(self, request, context):
-            return pb.ModelReadyResponse(ready=core.model(request.name, request.version).ready)
-
-        @guarded
-        async def ServerMetadata(self, request, context):
-            return pb.ServerMetadataResponse(**core.server_metadata())
-
-        @guarded
-        async def ModelMetadata(self, request, context):
-            meta = core.model(request.name, request.version).metadata()
-            return pb.ModelMetadataResponse(name=meta["name"], versions=meta["versions"],
-                                            platform=meta["platform"], inputs=tensors(meta["inputs"]),
-                                            outputs=tensors(meta["outputs"]))
-
-        @guarded
-        async def ModelConfig(self, request, context):
-            model = core.model(request.name, request.version)
-            if model.config is None:
-                raise ServeError(f"model {model.name!r} has no readable config: {model.reason}")
-            return pb.ModelConfigResponse(config=model.config)
-
-        @guarded
-        async def ModelStatistics(self, request, context):
-            return json_format.ParseDict(core.statistics(request.name, request.version),
-                                         pb.ModelStatisticsResponse())
-
-        async def ModelInfer(self, request, context):
-            started = time.perf_counter()
-            status = "200"
-            try:
-                return await self._infer(request, context)
-            except BaseException:
-                status = "error"
-                raise
-            finally:
-                _count(core, request.model_name, status, started)
-
-        @guarded
-        async def _infer(self, request, context):
-            model = core.model(request.model_name, request.model_version)
-            wanted = [o.name for o in request.outputs] or list(model.outputs)
-            unknown = sorted(set(wanted) - set(model.outputs))
-            if unknown:
-                raise BadRequest(f"model {model.name!r} has no outputs {unknown}; it has "
-                                 f"{sorted(model.outputs)}")
-            outputs = await model.infer(decode_inputs(request))
-            response = pb.ModelInferResponse(model_name=model.name, model_version=model.version,
-                                             id=request.id)
-            for name in wanted:
-                value = np.ascontiguousarray(outputs[name])
-                response.outputs.add(name=name, datatype=protocol_dtype(value.dtype), shape=value.shape)
-                response.raw_output_contents.append(value.astype(value.dtype.newbyteorder("<"),
-                                                                 copy=False).tobytes())
-            return response
-
-    return Servicer()
+    cls = type("Servicer", (GrpcEndpoints, service_pb2_grpc.GRPCInferenceServiceServicer), {})
+    return cls(core)
 
 
 def _count(core: InferenceCore, name: str, status: str, started: float) -> None:
