@@ -78,9 +78,7 @@ def decode_request(body: bytes, header_length: str | None) -> HttpRequest:
         except ValueError:
             raise BadRequest(f"Inference-Header-Content-Length {header_length!r} is not an integer") from None
         if not 0 < n <= len(body):
-            raise BadRequest(f"Inference-Header-Content-Length {n} is outside the body's {len(body)} bytes"
-                             + (" (raw binary requests without a JSON header are not supported)"
-                                if n == 0 else ""))
+            raise BadRequest(f"Inference-Header-Content-Length {n} is outside the body's {len(body)} bytes")
         json_part, binary = body[:n], memoryview(body)[n:]
     try:
         header = json.loads(json_part)
@@ -115,6 +113,22 @@ def decode_request(body: bytes, header_length: str | None) -> HttpRequest:
                    for o in header["outputs"]]
     rid = header.get("id")
     return HttpRequest(None if rid is None else str(rid), inputs, outputs, binary_default)
+
+
+def decode_raw_request(body: bytes, inputs: dict[str, tuple[np.dtype, tuple[int, ...]]],
+                       batching: bool) -> HttpRequest:
+    """Triton's raw binary request (``Inference-Header-Content-Length: 0``): the body is the one
+    input's bytes, at batch 1, every output returned binary. Needs a single input whose
+    non-batch dims are all fixed, since no header says the shape."""
+    if len(inputs) != 1:
+        raise BadRequest(f"a raw binary request needs a single-input model; this one has {sorted(inputs)}")
+    (name, (dtype, dims)), = inputs.items()
+    if any(d < 0 for d in dims):
+        raise BadRequest(f"a raw binary request needs fixed dims, input {name!r} has {list(dims)}; "
+                         "send a JSON header with the shape")
+    shape = ((1,) if batching else ()) + tuple(dims)
+    array, _ = _binary_input(name, dtype, shape, len(body), memoryview(body), 0)
+    return HttpRequest(None, {name: array}, None, True)
 
 
 def encode_response(model: str, version: str, rid: str | None, outputs: dict[str, np.ndarray],

@@ -11,7 +11,7 @@ import functools
 import json
 import time
 
-from attn_export.serve.codec_http import decode_request, encode_response
+from attn_export.serve.codec_http import decode_raw_request, decode_request, encode_response
 from attn_export.serve.core import InferenceCore
 from attn_export.serve.errors import BadRequest, ServeError, TooLarge
 from attn_export.serve.served_model import config_json
@@ -135,7 +135,9 @@ class HttpEndpoints:
 
         model = self.model_of(request)
         body = await read_body(request, self.max_request_bytes)
-        parsed = decode_request(body, request.headers.get(HEADER_LENGTH))
+        header_length = request.headers.get(HEADER_LENGTH)
+        parsed = decode_raw_request(body, model.inputs, model.max_batch > 0) if header_length == "0" \
+            else decode_request(body, header_length)
         wanted = parsed.outputs if parsed.outputs is not None else \
             [(n, parsed.binary_default) for n in model.outputs]
         unknown = sorted({n for n, _ in wanted} - set(model.outputs))

@@ -191,3 +191,17 @@ def test_body_over_the_limit_is_413_before_it_is_read(server, http):
         reply = reply.decode()
     assert reply.startswith("HTTP/1.1 413") and "max-request-bytes" in reply
     assert http.is_server_ready()
+
+
+def test_raw_binary_request_without_a_json_header(server, repo):
+    golden = _golden(repo, "se").cases[0]
+    x = golden.inputs["input"]
+    code, body = _post(server, "/v2/models/se/infer", x.tobytes(), {"Inference-Header-Content-Length": "0"})
+    assert code == 200
+    header = json.loads(body[:body.index(b"}]}") + 3])
+    out = header["outputs"][0]
+    assert out["shape"] == [1, 64, 32, 32] and out["parameters"]["binary_data_size"] == x.nbytes
+    y = np.frombuffer(body[-x.nbytes:], np.float32).reshape(x.shape)
+    assert compare(y, golden.outputs["output"], "fp32").passed
+    code, text = _post(server, "/v2/models/mixed/infer", b"\0" * 8, {"Inference-Header-Content-Length": "0"})
+    assert code == 400 and "single-input model" in json.loads(text)["error"]
