@@ -13,7 +13,7 @@ TORCH  := torch==2.13.0
 $(STAMP): pyproject.toml tools/trt_bindings.py tools/trt_stub.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e '.[torch,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[torch,serve,dev]'
 	$(BIN)/python tools/trt_bindings.py build/trt-bindings
 	touch $(STAMP)
 

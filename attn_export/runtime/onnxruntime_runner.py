@@ -51,6 +51,7 @@ class OnnxRuntimeRunner(Runner):
         source = self.model if isinstance(self.model, bytes) else str(self.model)
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        self._configure(options)
         try:
             self._session = ort.InferenceSession(
                 source, sess_options=options, providers=self.providers or available_providers()
@@ -62,6 +63,9 @@ class OnnxRuntimeRunner(Runner):
                 "expected a complete .onnx file (re-export it with `attn-export BLOCK`)"
             ) from None
         self.name = f"onnxruntime[{self._session.get_providers()[0].replace('ExecutionProvider', '')}]"
+
+    def _configure(self, options) -> None:
+        """Adjust the ``SessionOptions`` before the session is made (a server pins threads)."""
 
     def _close(self) -> None:
         self._session = None

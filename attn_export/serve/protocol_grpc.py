@@ -1,0 +1,196 @@
+"""gRPC: ``inference.GRPCInferenceService`` on grpc.aio, subclassing the servicer base class and
+protobufs that tritonclient ships (no ``.proto`` copied). Tensors travel as raw little-endian
+contents (``raw_input_contents`` / ``raw_output_contents``), the way tritonclient sends them;
+typed ``contents`` are accepted too, except FP16, which the protocol allows only raw."""
+
+from __future__ import annotations
+
+import functools
+import time
+
+import numpy as np
+
+from attn_export.errors import ValidationError
+from attn_export.serve.core import InferenceCore
+from attn_export.serve.dtypes import numpy_dtype, protocol_dtype
+from attn_export.serve.errors import BadRequest, ServeError
+
+CONTENT_FIELDS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents",
+                  "INT32": "int_contents", "INT64": "int64_contents", "UINT8": "uint_contents",
+                  "UINT16": "uint_contents", "UINT32": "uint_contents", "UINT64": "uint64_contents",
+                  "FP32": "fp32_contents", "FP64": "fp64_contents"}
+
+
+def decode_inputs(request) -> dict[str, np.ndarray]:
+    """``ModelInferRequest`` inputs -> arrays; a malformed request is a BadRequest."""
+    raw = request.raw_input_contents
+    if raw and len(raw) != len(request.inputs):
+        raise BadRequest(f"{len(raw)} raw_input_contents for {len(request.inputs)} inputs; "
+                         "give one per input")
+    feed = {}
+    for i, tensor in enumerate(request.inputs):
+        name = tensor.name
+        if name in feed:
+            raise BadRequest(f"input {name!r} is given twice")
+        try:
+            dtype = numpy_dtype(tensor.datatype)
+        except ValidationError as exc:
+            raise BadRequest(f"input {name!r}: {exc}") from None
+        shape = tuple(int(d) for d in tensor.shape)
+        if any(d < 0 for d in shape):
+            raise BadRequest(f"input {name!r}: negative dim in shape {list(shape)}")
+        count = int(np.prod(shape, dtype=np.int64))
+        if raw:
+            data = raw[i]
+            if len(data) != count * dtype.itemsize:
+                raise BadRequest(f"input {name!r}: {len(data)} bytes of raw contents, but shape "
+                                 f"{list(shape)} of {tensor.datatype} needs {count * dtype.itemsize}")
+            feed[name] = np.frombuffer(data, dtype=dtype.newbyteorder("<")).astype(dtype, copy=False) \
+                .reshape(shape)
+            continue
+        field = CONTENT_FIELDS.get(tensor.datatype)
+        if field is None:
+            raise BadRequest(f"input {name!r}: {tensor.datatype} must be sent as raw_input_contents")
+        values = getattr(tensor.contents, field)
+        if len(values) != count:
+            raise BadRequest(f"input {name!r}: {len(values)} values for shape {list(shape)} "
+                             f"({count} expected)")
+        feed[name] = np.asarray(values, dtype=dtype).reshape(shape)
+    return feed
+
+
+def guarded(method):
+    """Abort the RPC with Triton's status code on failure; the server keeps serving."""
+
+    @functools.wraps(method)
+    async def wrapper(self, request, context):
+        import grpc
+
+        try:
+            return await method(self, request, context)
+        except ServeError as exc:
+            await context.abort(getattr(grpc.StatusCode, exc.grpc_code), str(exc))
+        except Exception as exc:  # one failed RPC, never a dead server
+            await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
+
+    return wrapper
+
+
+class GrpcEndpoints:
+    """The RPCs tritonclient.grpc's common calls make; mixed into tritonclient's generated
+    ``GRPCInferenceServiceServicer`` by :func:`make_servicer` (the others stay UNIMPLEMENTED)."""
+
+    def __init__(self, core: InferenceCore) -> None:
+        from tritonclient.grpc import service_pb2
+
+        self.core, self.pb = core, service_pb2
+
+    def _tensors(self, items):
+        meta = self.pb.ModelMetadataResponse.TensorMetadata
+        return [meta(name=t["name"], datatype=t["datatype"], shape=t["shape"]) for t in items]
+
+    @guarded
+    async def ServerLive(self, request, context):
+        return self.pb.ServerLiveResponse(live=True)
+
+    @guarded
+    async def ServerReady(self, request, context):
+        return self.pb.ServerReadyResponse(ready=self.core.ready)
+
+    @guarded
+    async def ModelReady(self, request, context):
+        return self.pb.ModelReadyResponse(ready=self.core.model(request.name, request.version).ready)
+
+    @guarded
+    async def ServerMetadata(self, request, context):
+        return self.pb.ServerMetadataResponse(**self.core.server_metadata())
+
+    @guarded
+    async def ModelMetadata(self, request, context):
+        meta = self.core.model(request.name, request.version).metadata()
+        return self.pb.ModelMetadataResponse(name=meta["name"], versions=meta["versions"],
+                                             platform=meta["platform"],
+                                             inputs=self._tensors(meta["inputs"]),
+                                             outputs=self._tensors(meta["outputs"]))
+
+    @guarded
+    async def ModelConfig(self, request, context):
+        model = self.core.model(request.name, request.version)
+        if model.config is None:
+            raise ServeError(f"model {model.name!r} has no readable config: {model.reason}")
+        return self.pb.ModelConfigResponse(config=model.config)
+
+    @guarded
+    async def ModelStatistics(self, request, context):
+        from google.protobuf import json_format
+
+        return json_format.ParseDict(self.core.statistics(request.name, request.version),
+                                     self.pb.ModelStatisticsResponse())
+
+    async def ModelInfer(self, request, context):
+        started = time.perf_counter()
+        status = "200"
+        try:
+            return await self._infer(request, context)
+        except BaseException:
+            status = "error"
+            raise
+        finally:
+            _count(self.core, request.model_name, status, started)
+
+    @guarded
+    async def _infer(self, request, context):
+        model = self.core.model(request.model_name, request.model_version)
+        wanted = [o.name for o in request.outputs] or list(model.outputs)
+        unknown = sorted(set(wanted) - set(model.outputs))
+        if unknown:
+            raise BadRequest(f"model {model.name!r} has no outputs {unknown}; it has {sorted(model.outputs)}")
+        outputs = await model.infer(decode_inputs(request))
+        response = self.pb.ModelInferResponse(model_name=model.name, model_version=model.version,
+                                              id=request.id)
+        for name in wanted:
+            value = np.ascontiguousarray(outputs[name])
+            response.outputs.add(name=name, datatype=protocol_dtype(value.dtype), shape=value.shape)
+            response.raw_output_contents.append(value.astype(value.dtype.newbyteorder("<"),
+                                                             copy=False).tobytes())
+        return response
+
+
+def make_servicer(core: InferenceCore):
+    """A servicer instance: our endpoints over tritonclient's generated base class."""
+    from tritonclient.grpc import service_pb2_grpc
+
+    cls = type("Servicer", (GrpcEndpoints, service_pb2_grpc.GRPCInferenceServiceServicer), {})
+    return cls(core)
+
+
+def _count(core: InferenceCore, name: str, status: str, started: float) -> None:
+    model = core.models.get(name)
+    if core.metrics is None or model is None:
+        return
+    labels = (model.name, model.version, "grpc")
+    ok = status == "200"
+    core.metrics.requests.labels(*labels, "success" if ok else "failure").inc()
+    if not ok:
+        core.metrics.failures.labels(*labels, status).inc()
+    core.metrics.request_seconds.labels(*labels).observe(time.perf_counter() - started)
+
+
+def make_grpc_server(core: InferenceCore, host: str, port: int, max_message_bytes: int):
+    """An unstarted grpc.aio server bound to ``host:port``; returns (server, bound port)."""
+    import grpc
+    from tritonclient.grpc import service_pb2_grpc as pb_grpc
+
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", max_message_bytes),
+                                      ("grpc.max_send_message_length", 2**31 - 1),
+                                      ("grpc.so_reuseport", 0)])
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(make_servicer(core), server)
+    from attn_export.errors import AttnExportError
+
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError:  # grpcio >= 1.5x raises instead of returning 0
+        bound = 0
+    if bound == 0:
+        raise AttnExportError(f"cannot bind gRPC to {host}:{port} (port in use?); pass --grpc-port")
+    return server, bound

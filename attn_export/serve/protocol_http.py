@@ -1,0 +1,180 @@
+"""HTTP/REST: the Open Inference Protocol as Triton serves it, on Starlette.
+
+Starlette rather than FastAPI: every route here reads raw bytes (the binary tensor extension) and
+writes prebuilt bodies, so FastAPI's request models, validation and OpenAPI layer would be pure
+per-request overhead against the 1 ms budget; Starlette is the routing core FastAPI itself runs on.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+
+from attn_export.serve.codec_http import decode_raw_request, decode_request, encode_response
+from attn_export.serve.core import InferenceCore
+from attn_export.serve.errors import BadRequest, ServeError, TooLarge
+from attn_export.serve.served_model import config_json
+
+HEADER_LENGTH = "inference-header-content-length"
+
+
+def _json(data, status: int = 200):
+    from starlette.responses import Response
+
+    return Response(json.dumps(data, separators=(",", ":")), status, media_type="application/json")
+
+
+def _error(status: int, message: str):
+    return _json({"error": message}, status)
+
+
+def guarded_method(handler):
+    """Turn every failure into ``{"error": ...}`` with Triton's status; the server keeps serving."""
+
+    @functools.wraps(handler)
+    async def wrapper(self, request):
+        try:
+            return await handler(self, request)
+        except ServeError as exc:
+            return _error(exc.http_status, str(exc))
+        except Exception as exc:  # a bug must cost one request, not the server
+            first = str(exc).splitlines()[0][:300] if str(exc) else ""
+            return _error(500, f"internal error: {type(exc).__name__}" + (f": {first}" if first else ""))
+
+    return wrapper
+
+
+def _empty(status: int):
+    from starlette.responses import Response
+
+    return Response(status_code=status)
+
+
+async def read_body(request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it is known to exceed ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"request body of {declared} bytes exceeds --max-request-bytes {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"request body exceeds --max-request-bytes {limit}")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class HttpEndpoints:
+    """The handlers, one small method per endpoint, over one :class:`InferenceCore`."""
+
+    def __init__(self, core: InferenceCore, max_request_bytes: int) -> None:
+        self.core = core
+        self.max_request_bytes = max_request_bytes
+
+    def model_of(self, request):
+        p = request.path_params
+        return self.core.model(p["model"], p.get("version", ""))
+
+    async def live(self, _request):
+        return _empty(200)
+
+    async def ready(self, _request):
+        return _empty(200 if self.core.ready else 503)
+
+    @guarded_method
+    async def server_metadata(self, _request):
+        return _json(self.core.server_metadata())
+
+    @guarded_method
+    async def model_metadata(self, request):
+        return _json(self.model_of(request).metadata())
+
+    @guarded_method
+    async def model_ready(self, request):
+        model = self.model_of(request)
+        if model.ready:
+            return _empty(200)
+        return _error(503, f"model {model.name!r} is not ready: {model.reason or model.state.lower()}")
+
+    @guarded_method
+    async def model_config(self, request):
+        model = self.model_of(request)
+        if model.config is None:
+            raise ServeError(f"model {model.name!r} has no readable config: {model.reason}")
+        return _json(config_json(model.config))
+
+    @guarded_method
+    async def model_stats(self, request):
+        p = request.path_params
+        return _json(self.core.statistics(p.get("model", ""), p.get("version", "")))
+
+    @guarded_method
+    async def index(self, _request):
+        return _json(self.core.index())
+
+    async def infer(self, request):
+        started = time.perf_counter()
+        response = await self._infer(request)
+        self._count(request.path_params["model"], response.status_code, started)
+        return response
+
+    def _count(self, name: str, status: int, started: float) -> None:
+        metrics, model = self.core.metrics, self.core.models.get(name)
+        if metrics is None or model is None:
+            return
+        labels = (model.name, model.version, "http")
+        metrics.requests.labels(*labels, "success" if status == 200 else "failure").inc()
+        if status != 200:
+            metrics.failures.labels(*labels, str(status)).inc()
+        metrics.request_seconds.labels(*labels).observe(time.perf_counter() - started)
+
+    @guarded_method
+    async def _infer(self, request):
+        from starlette.responses import Response
+
+        model = self.model_of(request)
+        body = await read_body(request, self.max_request_bytes)
+        header_length = request.headers.get(HEADER_LENGTH)
+        parsed = decode_raw_request(body, model.inputs, model.max_batch > 0) if header_length == "0" \
+            else decode_request(body, header_length)
+        wanted = parsed.outputs if parsed.outputs is not None else \
+            [(n, parsed.binary_default) for n in model.outputs]
+        unknown = sorted({n for n, _ in wanted} - set(model.outputs))
+        if unknown:
+            raise BadRequest(f"model {model.name!r} has no outputs {unknown}; it has {sorted(model.outputs)}")
+        outputs = await model.infer(parsed.inputs)
+        content, header_length = encode_response(model.name, model.version, parsed.id, outputs, wanted)
+        if header_length is None:
+            return Response(content, media_type="application/json")
+        return Response(content, media_type="application/octet-stream",
+                        headers={"Inference-Header-Content-Length": str(header_length)})
+
+    def routes(self) -> list:
+        from starlette.routing import Route
+
+        routes = [
+            Route("/v2/health/live", self.live), Route("/v2/health/ready", self.ready),
+            Route("/v2", self.server_metadata), Route("/v2/models/stats", self.model_stats),
+            Route("/v2/repository/index", self.index, methods=["POST", "GET"]),
+        ]
+        for prefix in ("/v2/models/{model}/versions/{version}", "/v2/models/{model}"):
+            routes += [
+                Route(prefix, self.model_metadata), Route(prefix + "/ready", self.model_ready),
+                Route(prefix + "/config", self.model_config), Route(prefix + "/stats", self.model_stats),
+                Route(prefix + "/infer", self.infer, methods=["POST"]),
+            ]
+        return routes
+
+
+async def _no_route(request, exc):
+    return _error(exc.status_code, f"no endpoint {request.method} {request.url.path} "
+                  "(Open Inference Protocol v2 paths start with /v2)")
+
+
+def make_app(core: InferenceCore, max_request_bytes: int):
+    """The Starlette application serving ``core``."""
+    from starlette.applications import Starlette
+
+    routes = HttpEndpoints(core, max_request_bytes).routes()
+    return Starlette(routes=routes, exception_handlers={404: _no_route, 405: _no_route})

@@ -1,0 +1,178 @@
+"""``attn-export serve``: load a repository, serve HTTP, gRPC and metrics on one event loop.
+
+Shutdown (SIGTERM or SIGINT): readiness turns non-2xx, listeners stop accepting, requests already
+accepted run to completion (HTTP connections and gRPC calls get ``--grace`` seconds), the
+batchers drain, and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from attn_export.errors import AttnExportError
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    host: str = "127.0.0.1"
+    http_port: int = 8000
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+    backend: str = "auto"
+    strict: bool = False
+    max_request_bytes: int = 64 << 20
+    grace_s: float = 30.0
+
+
+class Server:
+    """One serving process over ``repo``; :meth:`serve` runs until :meth:`stop` or a signal."""
+
+    def __init__(self, repo: str | Path, options: ServeOptions = ServeOptions(), log=print) -> None:
+        self.repo = Path(repo)
+        self.options = options
+        self.log = log
+        self.core = None
+        self.started = asyncio.Event()
+        self._stop: asyncio.Event | None = None
+        self._http = None
+
+    def _build_core(self):
+        from attn_export.serve.core import InferenceCore
+        from attn_export.serve.metrics import Metrics
+        from attn_export.serve.repository import scan_repository
+        from attn_export.serve.served_model import ServedModel
+
+        metrics = Metrics()
+        models = [ServedModel(entry, self.options.backend, metrics) for entry in scan_repository(self.repo)]
+        return InferenceCore(models, metrics)
+
+    def _report_models(self) -> None:
+        for m in self.core.models.values():
+            cfg = m.config
+            if m.ready:
+                self.log(f"{m.name} v{m.version}: ready ({cfg.platform} on {m.runners[0].name}, "
+                         f"max_batch_size {m.max_batch}, {len(m.runners)} instance(s)"
+                         + (", golden check passed)" if m.entry.golden else ", no golden file)"))
+            else:
+                self.log(f"{m.name}: NOT READY: {m.reason}")
+        bad = [m for m in self.core.models.values() if not m.ready]
+        if bad and self.options.strict:
+            raise AttnExportError(f"--strict: {len(bad)} model(s) not ready: "
+                                  + "; ".join(f"{m.name}: {m.reason}" for m in bad))
+
+    def _http_server(self):
+        import uvicorn
+
+        from attn_export.serve.protocol_http import make_app
+
+        class QuietSignals(uvicorn.Server):
+            """uvicorn re-raises a caught SIGTERM after shutdown (exit -15); we handle signals."""
+
+            @contextlib.contextmanager
+            def capture_signals(self):
+                yield
+
+        o = self.options
+        config = uvicorn.Config(make_app(self.core, o.max_request_bytes), host=o.host, port=o.http_port,
+                                log_level="warning", access_log=False, lifespan="off",
+                                http="httptools", timeout_graceful_shutdown=int(o.grace_s))
+        return QuietSignals(config)
+
+    async def serve(self) -> None:
+        """Load, check, listen; return after a clean shutdown."""
+        from attn_export.serve.metrics import start_metrics_server
+        from attn_export.serve.protocol_grpc import make_grpc_server
+
+        o = self.options
+        self._stop = asyncio.Event()
+        self.core = self._build_core()
+        await self.core.load_all()
+        try:
+            self._report_models()
+        except AttnExportError:
+            await self.core.close()
+            raise
+        try:
+            grpc_server, _ = make_grpc_server(self.core, o.host, o.grpc_port, o.max_request_bytes)
+        except AttnExportError:
+            await self.core.close()
+            raise
+        await grpc_server.start()
+        try:
+            metrics_http = start_metrics_server(self.core.metrics, o.host, o.metrics_port) \
+                if o.metrics_port >= 0 else None
+        except AttnExportError:
+            await grpc_server.stop(0)
+            await self.core.close()
+            raise
+        self._http = self._http_server()
+        try:
+            sock = bind_socket(o.host, o.http_port)
+        except AttnExportError:
+            await grpc_server.stop(0)
+            await self.core.close()
+            raise
+        http_task = asyncio.create_task(self._http.serve(sockets=[sock]))
+        while not self._http.started and not http_task.done():
+            await asyncio.sleep(0.01)
+        if http_task.done():  # bind failure: uvicorn logged it and returned
+            await grpc_server.stop(0)
+            await self.core.close()
+            raise AttnExportError(f"cannot serve HTTP on {o.host}:{o.http_port} (port in use?); "
+                                  "pass --http-port")
+        self._install_signals()
+        self.log(f"serving {len(self.core.models)} model(s) from {self.repo}: HTTP {o.host}:{o.http_port}, "
+                 f"gRPC {o.host}:{o.grpc_port}" + (f", metrics {o.host}:{o.metrics_port}/metrics"
+                                                   if metrics_http else ""))
+        self.started.set()
+        await self._stop.wait()
+        await self._shutdown(http_task, grpc_server, metrics_http)
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.stop)
+
+    def stop(self) -> None:
+        """Begin a graceful shutdown (safe to call from the loop's thread only)."""
+        if self._stop is not None:
+            self._stop.set()
+
+    async def _shutdown(self, http_task, grpc_server, metrics_http) -> None:
+        self.core.stopping = True
+        self._http.should_exit = True
+        await asyncio.gather(http_task, grpc_server.stop(self.options.grace_s))
+        await self.core.close()
+        if metrics_http is not None:
+            server, thread = metrics_http
+            server.shutdown()
+            server.server_close()
+        self.log("stopped: every accepted request was answered")
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """The HTTP listening socket, bound here so a busy port is one line, not uvicorn's exit 3."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise AttnExportError(f"cannot serve HTTP on {host}:{port} ({exc.strerror}); pass --http-port") \
+            from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def run_server(repo: str | Path, options: ServeOptions) -> None:
+    """Run until SIGTERM/SIGINT (blocking), on uvloop when it is installed."""
+    server = Server(repo, options, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    asyncio.run(server.serve())
