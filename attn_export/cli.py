@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from attn_export.commands.bench import bench_command
 from attn_export.commands.common import (
     echo_warnings,
     fail,
@@ -359,3 +360,4 @@ def convert_command(checkpoint: Path, block: str, source: str, output: Path | No
 # Verbs that live in their own module (attn_export/commands/<verb>.py) are registered below, one
 # line each: `main.add_command(<verb>_command)`. Those modules import only click and
 # commands.common at import time, so `attn-export --help` stays torch-free.
+main.add_command(bench_command)
