@@ -34,8 +34,8 @@ def conv_share(block: str, shape, threads: int) -> float:
     with tempfile.TemporaryDirectory(prefix="attn-export-bench-") as tmp:
         path = block_onnx(block, shape, "deploy", Path(tmp))
         rows = profile_nodes(path, input_array(shape, 0), threads, runs=10)
-    convs = sum(r.mean_us for r in rows if r.op_type in CONV_OPS)
-    return sum(r.mean_us for r in rows) / convs if convs else float("nan")
+    convs = sum(r.median_us for r in rows if r.op_type in CONV_OPS)
+    return sum(r.median_us for r in rows) / convs if convs else float("nan")
 
 
 def main(argv=None) -> int:
@@ -52,9 +52,9 @@ def main(argv=None) -> int:
         print(f"bench {block} at {', '.join(dims(s) for s in shapes)} ...", file=sys.stderr,
               flush=True)
         groups.setdefault(tuple(shapes), []).append(bench_block(block, shapes, settings))
-    print(f"ONNX Runtime CPU, {args.threads} threads, {args.rounds} interleaved rounds; every figure "
-          "is the median over rounds of (fastest run of the graph / fastest run of the floor in "
-          "the same round)\n")
+    print(f"ONNX Runtime CPU, {args.threads} threads, {args.rounds} interleaved rounds. Each cell: "
+          "best (fastest run of the graph / fastest run of the floor) and, in brackets, the "
+          "median over rounds of the same ratio within one round\n")
     for results in groups.values():
         print(blocks_table(results) + "\n")
     conv = [b for b in args.blocks.split(",") if b in CONV_HEAVY]

@@ -24,13 +24,14 @@ def header(result: BenchResult, shape: ShapeResult) -> str:
 
 def shape_table(result: BenchResult, shape: ShapeResult) -> str:
     """Percentiles, throughput and the ratio to the floor of every graph at one shape."""
-    rows = [("graph", "p50 ms", "p90 ms", "p99 ms", "mean ms", "items/s", "x floor", "range",
-             "noise")]
+    rows = [("graph", "p50 ms", "p90 ms", "p99 ms", "mean ms", "items/s", "x floor", "best",
+             "range", "noise")]
     for role, lat in shape.latency.items():
         r = shape.vs_floor.get(role)
         rows.append((role, f"{lat.p50_ms:.3f}", f"{lat.p90_ms:.3f}", f"{lat.p99_ms:.3f}",
                      f"{lat.mean_ms:.3f}", f"{lat.throughput_per_s:.0f}",
                      "1" if role == FLOOR else f"{r.median:.2f}" if r else "-",
+                     f"{r.best:.2f}" if r else "-",
                      f"{r.min:.2f}..{r.max:.2f}" if r else "-",
                      f"±{100 * r.noise:.1f}%" if r else "-"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -41,8 +42,8 @@ def shape_table(result: BenchResult, shape: ShapeResult) -> str:
         v = shape.vs_naive
         verdict = "faster" if v.median < 1 - v.noise else "slower" if v.median > 1 + v.noise \
             else "the same within noise"
-        lines.append(f"deploy / naive: {v.median:.2f} (rounds {v.min:.2f}..{v.max:.2f}, noise "
-                     f"±{100 * v.noise:.1f}%): {verdict}")
+        lines.append(f"deploy / naive: {v.median:.2f} (best {v.best:.2f}, rounds {v.min:.2f}.."
+                     f"{v.max:.2f}, noise ±{100 * v.noise:.1f}%): {verdict}")
     return "\n".join(lines)
 
 
@@ -55,24 +56,29 @@ def result_text(result: BenchResult) -> str:
 def blocks_table(results: Sequence[BenchResult]) -> str:
     """The issue's table: per block and shape, naive and deploy as multiples of the floor.
 
-    Every figure is the median over rounds of a per-round ratio; the floor row gives the absolute
-    p50 latency of the one-pass ``Mul`` at each shape, and the last column the largest noise.
+    Every figure is ``best`` (fastest run over fastest run: the figure a loaded machine moves
+    least) with the median of the per-round ratios after it; the floor row gives the absolute
+    best latency of the one-pass ``Mul`` at each shape, the last column the largest noise.
     """
     shapes = [s.shape for s in results[0].shapes]
     head = ["block"]
     for shape in shapes:
         head += [f"{dims(shape)} naive", "deploy", "deploy/naive"]
     lines = ["| " + " | ".join(head + ["noise"]) + " |", "|" + "---|" * (len(head) + 1)]
-    floor = ["floor (ms, p50)"]
+    floor = ["floor (ms, best)"]
     for s in results[0].shapes:
-        floor += [f"{s.latency[FLOOR].p50_ms:.3f}", "", ""]
+        floor += [f"{s.latency[FLOOR].min_ms:.3f}", "", ""]
     lines.append("| " + " | ".join(floor + [""]) + " |")
     for res in results:
         cells, noise = [res.target], 0.0
         for s in res.shapes:
             naive, deploy, vs = s.vs_floor.get("naive"), s.vs_floor["deploy"], s.vs_naive
-            cells += [f"{naive.median:.1f}" if naive else "-", f"{deploy.median:.1f}",
-                      f"{vs.median:.2f}" if vs else "-"]
+            cells += [_pair(naive, 1), _pair(deploy, 1), _pair(vs, 2)]
             noise = max([noise, deploy.noise] + ([vs.noise] if vs else []))
         lines.append("| " + " | ".join(cells + [f"±{100 * noise:.0f}%"]) + " |")
     return "\n".join(lines)
+
+
+def _pair(r, digits: int) -> str:
+    """``best (median)`` of a ratio, or ``-``."""
+    return "-" if r is None else f"{r.best:.{digits}f} ({r.median:.{digits}f})"

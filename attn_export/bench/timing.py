@@ -17,10 +17,14 @@ import numpy as np
 from attn_export.bench.graphs import Graph
 from attn_export.errors import MissingDependencyError, ModelFileError
 
-ROUND_TARGET_S = 0.1
+ROUND_TARGET_S = 0.2
 """Aim of one graph's burst in one round: long enough that its fastest run is an undisturbed
 one, short enough to interleave finely."""
-MIN_ITERS, MAX_ITERS = 5, 200
+MIN_ITERS, MAX_ITERS = 8, 200
+SETTLE_S = 0.02
+"""Pause between bursts: ONNX Runtime's worker threads spin for a while after a run, and on a
+small machine the last session's spinning threads would steal the cores from the next graph's
+burst (measured here: a 2-thread session timed right after another one ran up to 8x slower)."""
 
 
 @dataclass
@@ -104,11 +108,12 @@ def interleaved(runs: dict[str, Callable[[], None]], rounds: int, warmup: int,
     if iters is None:
         iters = min(iterations_for(run) for run in runs.values())
     bursts = {role: (lambda n, run=run: burst(run, n)) for role, run in runs.items()}
-    return interleaved_bursts(bursts, rounds, iters, on_round)
+    return interleaved_bursts(bursts, rounds, iters, on_round, SETTLE_S)
 
 
 def interleaved_bursts(bursts: dict[str, Callable[[int], list[float]]], rounds: int, iters: int,
-                       on_round: Callable[[], None] | None = None) -> dict[str, Samples]:
+                       on_round: Callable[[], None] | None = None, settle_s: float = 0.0
+                       ) -> dict[str, Samples]:
     """The round loop itself: ``bursts[role](n)`` runs a graph ``n`` times and returns each
     run's seconds (host clock for ONNX Runtime, CUDA events for TensorRT)."""
     samples = {role: Samples(role) for role in bursts}
@@ -116,6 +121,8 @@ def interleaved_bursts(bursts: dict[str, Callable[[int], list[float]]], rounds: 
     for r in range(rounds):
         shift = r % len(order)
         for role in order[shift:] + order[:shift]:
+            if settle_s:
+                time.sleep(settle_s)
             samples[role].rounds.append(list(bursts[role](iters)))
         if on_round is not None:
             on_round()

@@ -166,7 +166,7 @@ def _echo_profiles(profiles: dict, result) -> None:
     for tag, rows in profiles.items():
         if tag.startswith("floor@"):
             continue
-        floor_us = sum(r.mean_us for r in profiles[f"floor@{tag}"])
+        floor_us = sum(r.median_us for r in profiles[f"floor@{tag}"])
         click.echo(f"\nONNX Runtime profile of {result.target} @ {tag} (kernel time per run; "
                    f"floor Mul {floor_us:.1f} us):")
         click.echo(format_profile(rows, floor_us))

@@ -44,6 +44,7 @@ def test_json_numbers_are_consistent():
             assert lat["throughput_per_s"] == pytest.approx(batch * 1e3 / lat["p50_ms"], rel=1e-3)
         for r in (*res["ratio_to_floor"].values(), res["deploy_over_naive"]):
             assert 0 < r["min"] <= r["median"] <= r["max"] and np.isfinite(r["median"])
+            assert r["best"] > 0
             assert r["noise"] >= 0
         assert set(res["ratio_to_floor"]) == {"naive", "deploy"}
 

@@ -11,6 +11,7 @@ def test_ratio_uses_each_rounds_fastest_run():
     b = Samples("b", [[0.002, 0.050], [0.001, 0.001], [0.001, 0.004]])
     r = ratio(a, b)
     assert (r.min, r.median, r.max) == pytest.approx((2.0, 2.0, 3.0))
+    assert r.best == pytest.approx(0.002 / 0.001)
     assert r.noise == pytest.approx((2.5 - 2.0) / 2 / 2.0)
 
 
