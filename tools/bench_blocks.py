@@ -53,8 +53,8 @@ def main(argv=None) -> int:
               flush=True)
         groups.setdefault(tuple(shapes), []).append(bench_block(block, shapes, settings))
     print(f"ONNX Runtime CPU, {args.threads} threads, {args.rounds} interleaved rounds. Each cell: "
-          "best (fastest run of the graph / fastest run of the floor) and, in brackets, the "
-          "median over rounds of the same ratio within one round\n")
+          "the median over rounds of (fastest run of the graph / fastest run of the floor in the "
+          "same round), and in square brackets the best (fastest run / fastest floor run overall)\n")
     for results in groups.values():
         print(blocks_table(results) + "\n")
     conv = [b for b in args.blocks.split(",") if b in CONV_HEAVY]

@@ -56,9 +56,10 @@ def result_text(result: BenchResult) -> str:
 def blocks_table(results: Sequence[BenchResult]) -> str:
     """The issue's table: per block and shape, naive and deploy as multiples of the floor.
 
-    Every figure is ``best`` (fastest run over fastest run: the figure a loaded machine moves
-    least) with the median of the per-round ratios after it; the floor row gives the absolute
-    best latency of the one-pass ``Mul`` at each shape, the last column the largest noise.
+    Every figure is the median over rounds of the per-round ratio (fastest run of the graph over
+    fastest run of the floor in the same round), with ``best`` (fastest run over fastest run in the
+    whole run) in brackets; the floor row gives the fastest run of the one-pass ``Mul`` at each
+    shape, the last column the largest noise (half the IQR of the per-round ratios).
     """
     shapes = [s.shape for s in results[0].shapes]
     head = ["block"]
@@ -80,5 +81,5 @@ def blocks_table(results: Sequence[BenchResult]) -> str:
 
 
 def _pair(r, digits: int) -> str:
-    """``best (median)`` of a ratio, or ``-``."""
-    return "-" if r is None else f"{r.best:.{digits}f} ({r.median:.{digits}f})"
+    """``median [best]`` of a ratio, or ``-``."""
+    return "-" if r is None else f"{r.median:.{digits}f} [{r.best:.{digits}f}]"
