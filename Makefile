@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 TORCH  := torch==2.13.0
 
-.PHONY: demo test test-slow matrix readme lint clean
+.PHONY: demo test test-slow matrix bench readme lint clean
 
 $(STAMP): pyproject.toml tools/trt_bindings.py tools/trt_stub.c
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ test-slow: $(STAMP)
 ## matrix: measure every block x form x exporter x opset x shape mode and print the outcomes
 matrix: $(STAMP)
 	$(BIN)/python tools/export_matrix.py
+
+## bench: every tier-1 block at 1x256x56x56 and 1x64x160x160, naive and deploy over a one-pass floor
+bench: $(STAMP)
+	$(BIN)/python tools/bench_blocks.py
 
 ## readme: regenerate the README's block table from the registry
 readme: $(STAMP)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from attn_export.commands.bench import bench_command
 from attn_export.commands.bench_serve import bench_serve_command
 from attn_export.commands.common import (
     echo_warnings,
@@ -371,3 +372,4 @@ def convert_command(checkpoint: Path, block: str, source: str, output: Path | No
 main.add_command(repo_command)
 main.add_command(serve_command)
 main.add_command(bench_serve_command)
+main.add_command(bench_command)
