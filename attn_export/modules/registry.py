@@ -182,6 +182,13 @@ BLOCKS: dict[str, BlockInfo] = {
         hazards=("H9", "H11"),
         extra={"forbidden_ops": ("LayerNormalization", "Shape", "Reshape", "MatMul", "Softmax")},
     ),
+    # -- tier 2 (issue 13, first half): nam, sp_block, pam, cam, scconv, gsop, fca, encnet, rga --
+    "nam": BlockInfo(
+        family="normalization_attention", reference="NAMReference", deploy="NAM", tier=2,
+        paper="NAM: Normalization-based Attention Module (NeurIPS 2021 Workshop, "
+        "arXiv:2111.12419)",
+        extra={"forbidden_ops": ("Transpose",)},
+    ),
 }
 
 
