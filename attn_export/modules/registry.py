@@ -189,6 +189,13 @@ BLOCKS: dict[str, BlockInfo] = {
         "arXiv:2111.12419)",
         extra={"forbidden_ops": ("Transpose",)},
     ),
+    "sp_block": BlockInfo(
+        family="strip_pooling", reference="SPBlockReference", deploy="SPBlock", tier=2,
+        paper="Strip Pooling: Rethinking Spatial Pooling for Scene Parsing, strip pooling module "
+        "(CVPR 2020, arXiv:2003.13328)",
+        hazards=("H2",),
+        extra={"forbidden_ops": ("AveragePool", "GlobalAveragePool", "Expand", "Shape")},
+    ),
 }
 
 
