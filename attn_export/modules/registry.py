@@ -196,6 +196,23 @@ BLOCKS: dict[str, BlockInfo] = {
         hazards=("H2",),
         extra={"forbidden_ops": ("AveragePool", "GlobalAveragePool", "Expand", "Shape")},
     ),
+    "pam": BlockInfo(
+        family="dual_attention", reference="PAMReference", deploy="PAM", tier=2,
+        paper="DANet position attention: Dual Attention Network for Scene Segmentation "
+        "(CVPR 2019, arXiv:1809.02983)",
+        hazards=("H11",), sources=("mmseg",),
+        extra={"forbidden_ops": ("Softmax", "Einsum"),
+               "memory": "(H*W)^2 attention: 4*(H*W)^2 bytes per image in FP32 (64 MiB at 64x64, "
+               "1 GiB at 128x128); maps above max_positions=16384 are refused "
+               "(raise with --set max_positions=N)"},
+    ),
+    "cam": BlockInfo(
+        family="dual_attention", reference="CAMReference", deploy="CAM", tier=2,
+        paper="DANet channel attention: Dual Attention Network for Scene Segmentation "
+        "(CVPR 2019, arXiv:1809.02983)",
+        hazards=("F1", "H5", "H11"), sources=("mmseg",),
+        extra={"forbidden_ops": ("ArgMax", "ReduceMax", "Expand")},
+    ),
 }
 
 
