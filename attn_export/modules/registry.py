@@ -213,6 +213,10 @@ BLOCKS: dict[str, BlockInfo] = {
         hazards=("F1", "H5", "H11"), sources=("mmseg",),
         extra={"forbidden_ops": ("ArgMax", "ReduceMax", "Expand")},
     ),
+    "scconv": BlockInfo(
+        family="self_calibrated_conv", reference="SCConvReference", deploy="SCConv", tier=2,
+        paper="Improving Convolutional Networks with Self-Calibrated Convolutions (CVPR 2020)",
+    ),
 }
 
 
