@@ -217,6 +217,13 @@ BLOCKS: dict[str, BlockInfo] = {
         family="self_calibrated_conv", reference="SCConvReference", deploy="SCConv", tier=2,
         paper="Improving Convolutional Networks with Self-Calibrated Convolutions (CVPR 2020)",
     ),
+    "gsop": BlockInfo(
+        family="global_second_order", reference="GSoPReference", deploy="GSoP", tier=2,
+        paper="Global Second-order Pooling Convolutional Networks, channel attention "
+        "(CVPR 2019, arXiv:1811.12006)",
+        hazards=("F1", "H6", "H11"),
+        extra={"forbidden_ops": ("Tile", "Expand", "EyeLike", "ConstantOfShape")},
+    ),
 }
 
 
