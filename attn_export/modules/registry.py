@@ -224,6 +224,15 @@ BLOCKS: dict[str, BlockInfo] = {
         hazards=("F1", "H6", "H11"),
         extra={"forbidden_ops": ("Tile", "Expand", "EyeLike", "ConstantOfShape")},
     ),
+    "fca": BlockInfo(
+        family="frequency_channel_attention", reference="FCAReference", deploy="FCA", tier=2,
+        paper="FcaNet: Frequency Channel Attention Networks (ICCV 2021, arXiv:2012.11879)",
+        shape_modes=("none", "batch"), hazards=("H1", "H11", "H12"), needs_geometry=True,
+        refusal="fca pools the map to its 7x7 DCT grid with bins that depend on H and W, so its "
+        "graph is only right for the declared geometry: fix H and W with --input-shape and use "
+        "--dynamic batch (or none)",
+        extra={"forbidden_ops": ("GatherND", "Gather", "Range", "Floor", "Expand", "Shape")},
+    ),
 }
 
 
