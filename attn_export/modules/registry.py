@@ -233,6 +233,13 @@ BLOCKS: dict[str, BlockInfo] = {
         "--dynamic batch (or none)",
         extra={"forbidden_ops": ("GatherND", "Gather", "Range", "Floor", "Expand", "Shape")},
     ),
+    "encnet": BlockInfo(
+        family="context_encoding", reference="EncNetReference", deploy="EncNet", tier=2,
+        paper="EncNet context encoding module: Context Encoding for Semantic Segmentation "
+        "(CVPR 2018, arXiv:1803.08904)",
+        hazards=("F1", "H7", "H11"),
+        extra={"forbidden_ops": ("Softmax", "Einsum")},
+    ),
 }
 
 
