@@ -240,6 +240,19 @@ BLOCKS: dict[str, BlockInfo] = {
         hazards=("F1", "H7", "H11"),
         extra={"forbidden_ops": ("Softmax", "Einsum")},
     ),
+    "rga": BlockInfo(
+        family="relation_aware_attention", reference="RGAReference", deploy="RGA", tier=2,
+        paper="Relation-Aware Global Attention for Person Re-identification "
+        "(CVPR 2020, arXiv:1904.02998)",
+        shape_modes=("none", "batch"), hazards=("H11",), needs_geometry=True,
+        refusal="rga's channel branch convolves over the H*W positions (in_spatial = H*W is "
+        "fixed at construction), so its weights fit one geometry: fix H and W with "
+        "--input-shape and use --dynamic batch (or none)",
+        extra={"forbidden_ops": ("Expand", "Squeeze", "Shape"),
+               # the published in_spatial: the reference form is built for a geometry too
+               "reference_geometry": True},
+    ),
+    # -- end of issue 13, first half --
 }
 
 
