@@ -26,6 +26,10 @@ recalibrated map unless ``return_se_logits=True``, in which case it returns ``(m
 the published module does; the export path builds blocks with the default, so the SE-loss output
 is dropped from exported graphs.
 
+Checkpoint layouts: the published one (PyTorch-Encoding) is the reference; mmseg's ``EncHead``
+ships the module as ``enc_module`` (``encoding_project.conv``/``.bn``, ``encoding.0`` codewords,
+``encoding.1`` the code norm) with ``se_layer`` on the head: ``source="mmseg"`` maps it.
+
 F1: ``e_k`` sums over all H*W positions (its magnitude grows with the map), then the code
 BatchNorm scales it back. The deploy form averages instead of summing and folds ``n`` into the
 eval-mode BatchNorm's scale (``bn(n * mean) = mean * (n * w / sigma) + shift``), so no FP16
@@ -164,6 +168,26 @@ class EncNet(_EncLayers):
         return self._outputs(x, en, gamma)
 
 
+MMSEG_PREFIXES = (("encoding_project.conv.", "encoding.0."), ("encoding_project.bn.", "encoding.1."),
+                  ("encoding.0.", "encoding.3."), ("encoding.1.", "encoding.4."), ("fc.", "fc."),
+                  ("se_layer.", "selayer."))
+"""mmseg ``enc_head.EncModule`` (ConvModule ``encoding_project``, its pure-torch ``Encoding`` and
+``BatchNorm1d`` in ``encoding``) -> ours; ``EncHead.se_layer`` comes along when it is in the dict."""
+
+
+def _encnet_from_mmseg(sd: Mapping[str, Any]) -> dict[str, Any]:
+    sd["encoding.0.codewords"]  # noqa: B018 - a KeyError here names the layout's telltale key
+    out = {}
+    for key, value in sd.items():
+        for theirs, ours in MMSEG_PREFIXES:
+            if key.startswith(theirs):
+                out[ours + key[len(theirs):]] = value
+                break
+        else:
+            raise KeyError(key)
+    return out
+
+
 def _hyperparams(sd: Mapping[str, Any]) -> dict[str, Any]:
     ncodes, channels = (int(s) for s in sd["encoding.3.codewords"].shape)
     out: dict[str, Any] = {"channels": channels, "ncodes": ncodes, "se_loss": "selayer.weight" in sd}
@@ -172,4 +196,5 @@ def _hyperparams(sd: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+SOURCES = {"encnet": {"mmseg": _encnet_from_mmseg}}
 HYPERPARAMS = {"encnet": _hyperparams}

@@ -237,7 +237,7 @@ BLOCKS: dict[str, BlockInfo] = {
         family="context_encoding", reference="EncNetReference", deploy="EncNet", tier=2,
         paper="EncNet context encoding module: Context Encoding for Semantic Segmentation "
         "(CVPR 2018, arXiv:1803.08904)",
-        hazards=("F1", "H7", "H11"),
+        hazards=("F1", "H7", "H11"), sources=("mmseg",),
         extra={"forbidden_ops": ("Softmax", "Einsum")},
     ),
     "rga": BlockInfo(

@@ -147,3 +147,63 @@ def test_export_opset13_dynamic_hw(tmp_path):
     dep = randomize(EncNet(16, nclass=5, ncodes=8), std=0.3, bn=TRAINED_BN)
     export_and_compare(dep, tmp_path, (1, 16, 8, 8), [(3, 16, 9, 13), (1, 16, 5, 5)], opset=13,
                        forbidden=block_info("encnet").extra["forbidden_ops"], atol=1e-5, rtol=1e-4)
+
+
+class MmsegConvModule(nn.Module):
+    """mmcv ``ConvModule`` with BN and ReLU: ``conv`` (no bias next to a norm), ``bn``."""
+
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 1, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+        self.activate = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        return self.activate(self.bn(self.conv(x)))
+
+
+class MmsegEncoding(nn.Module):
+    """Test-only transcription of mmseg ``ops/encoding.py`` ``Encoding`` (pure torch)."""
+
+    def __init__(self, channels, num_codes):
+        super().__init__()
+        std = 1. / ((num_codes * channels) ** 0.5)
+        self.codewords = nn.Parameter(torch.empty(num_codes, channels).uniform_(-std, std))
+        self.scale = nn.Parameter(torch.empty(num_codes).uniform_(-1, 0))
+
+    def forward(self, x):
+        batch_size, channels = x.size(0), self.codewords.size(1)
+        x = x.view(batch_size, channels, -1).transpose(1, 2).contiguous()
+        num_codes = self.codewords.size(0)
+        expanded_x = x.unsqueeze(2).expand((batch_size, x.size(1), num_codes, channels))
+        reshaped_codewords = self.codewords.view((1, 1, num_codes, channels))
+        reshaped_scale = self.scale.view((1, 1, num_codes))
+        weights = F.softmax(reshaped_scale * (expanded_x - reshaped_codewords).pow(2).sum(dim=3),
+                            dim=2)
+        return (weights.unsqueeze(3) * (expanded_x - reshaped_codewords)).sum(1)
+
+
+class MmsegEncModule(nn.Module):
+    """Test-only transcription of mmseg ``decode_heads/enc_head.py`` ``EncModule``."""
+
+    def __init__(self, in_channels, num_codes):
+        super().__init__()
+        self.encoding_project = MmsegConvModule(in_channels, in_channels)
+        self.encoding = nn.Sequential(MmsegEncoding(in_channels, num_codes),
+                                      nn.BatchNorm1d(num_codes), nn.ReLU(inplace=True))
+        self.fc = nn.Sequential(nn.Linear(in_channels, in_channels), nn.Sigmoid())
+
+    def forward(self, x):
+        encoding_feat = self.encoding(self.encoding_project(x)).mean(dim=1)
+        batch_size, channels, _, _ = x.size()
+        y = self.fc(encoding_feat).view(batch_size, channels, 1, 1)
+        return encoding_feat, F.relu_(x + x * y)
+
+
+def test_mmseg_layout_converts_and_matches():
+    theirs = randomize(MmsegEncModule(16, 8), std=0.3, bn=TRAINED_BN)
+    block = load_pretrained("encnet", theirs.state_dict(), source="mmseg")
+    assert block.init_args["ncodes"] == 8 and "selayer.weight" not in block.state_dict()
+    x = torch.randn(2, 16, 7, 10)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), theirs(x)[1], atol=1e-5, rtol=1e-4)
