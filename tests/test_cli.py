@@ -205,3 +205,11 @@ def test_a_failing_export_prints_one_line_not_the_exporter_dump(tmp_path):
     assert proc.returncode == 1
     assert proc.stdout == "" and len(proc.stderr.splitlines()) == 1, proc.stderr[:2000]
     assert "adaptive pooling" in proc.stderr and "Torch IR" not in proc.stderr
+
+
+def test_pam_above_its_memory_bound_is_refused_in_one_line_naming_the_flag(tmp_path):
+    out = tmp_path / "pam"
+    result = _run("pam", "--input-shape", "1x16x130x130", "--output-dir", str(out))
+    _assert_clean_failure(result, "16900 positions")
+    assert "--set max_positions=16900" in result.output
+    assert not out.exists() or not any(out.iterdir())
