@@ -26,7 +26,8 @@ Deploy forms:
   ``X / sqrt(n)``, bounded by ``max x^2``) the logits are ``(min E' - E') * n <= 0``: where that
   product overflows FP16 it goes to ``-inf``, whose ``exp`` is 0, the right limit, and each row's
   minimum gives exactly 0, so the softmax never divides by 0. ``n`` is counted in the graph
-  (``pixel_count``), not read from the shape. The published ``torch.max(...)[0].expand_as``
+  (``pixel_count``), not read from the shape; in FP16 that count saturates above 65504 positions
+  (256x256), so FP16 CAM graphs hold maps up to that size. The published ``torch.max(...)[0].expand_as``
   (ReduceMax + ArgMax + Expand, H5) becomes one ``amin`` that broadcasts.
 """
 
