@@ -84,8 +84,11 @@ def test_list_shows_every_block_with_modes_and_hazards():
     assert result.exit_code == 0
     lines = result.output.splitlines()
     assert lines[0].split()[:4] == ["name", "tier", "shape", "modes"]
-    assert {line.split()[0] for line in lines[1:]} == set(list_blocks())
+    table = [line for line in lines[1:] if not line.startswith("memory: ")]
+    assert {line.split()[0] for line in table} == set(list_blocks())
     assert "H3,H4,H5" in result.output
+    # (H*W)^2 attention states its memory cost and the bound's kwarg before anyone exports it
+    assert "memory: pam: (H*W)^2 attention" in result.output and "max_positions" in result.output
     assert set(json.loads(_run("list", "--json").output)) == set(list_blocks())
 
 
@@ -202,3 +205,11 @@ def test_a_failing_export_prints_one_line_not_the_exporter_dump(tmp_path):
     assert proc.returncode == 1
     assert proc.stdout == "" and len(proc.stderr.splitlines()) == 1, proc.stderr[:2000]
     assert "adaptive pooling" in proc.stderr and "Torch IR" not in proc.stderr
+
+
+def test_pam_above_its_memory_bound_is_refused_in_one_line_naming_the_flag(tmp_path):
+    out = tmp_path / "pam"
+    result = _run("pam", "--input-shape", "1x16x130x130", "--output-dir", str(out))
+    _assert_clean_failure(result, "16900 positions")
+    assert "--set max_positions=16900" in result.output
+    assert not out.exists() or not any(out.iterdir())

@@ -117,7 +117,8 @@ def build_block(req: ExportRequest):
     from attn_export.modules.factory import create_block
 
     kwargs = dict(req.kwargs)
-    if block_info(req.block).needs_geometry and req.variant == "deploy":
+    info = block_info(req.block)
+    if info.needs_geometry and (req.variant == "deploy" or info.extra.get("reference_geometry")):
         kwargs.setdefault("input_size", tuple(req.input_shape[2:]))
     torch.manual_seed(req.seed)
     module = create_block(req.block, req.channels, req.variant, **kwargs)

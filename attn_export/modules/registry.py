@@ -182,6 +182,77 @@ BLOCKS: dict[str, BlockInfo] = {
         hazards=("H9", "H11"),
         extra={"forbidden_ops": ("LayerNormalization", "Shape", "Reshape", "MatMul", "Softmax")},
     ),
+    # -- tier 2 (issue 13, first half): nam, sp_block, pam, cam, scconv, gsop, fca, encnet, rga --
+    "nam": BlockInfo(
+        family="normalization_attention", reference="NAMReference", deploy="NAM", tier=2,
+        paper="NAM: Normalization-based Attention Module (NeurIPS 2021 Workshop, "
+        "arXiv:2111.12419)",
+        extra={"forbidden_ops": ("Transpose",)},
+    ),
+    "sp_block": BlockInfo(
+        family="strip_pooling", reference="SPBlockReference", deploy="SPBlock", tier=2,
+        paper="Strip Pooling: Rethinking Spatial Pooling for Scene Parsing, strip pooling module "
+        "(CVPR 2020, arXiv:2003.13328)",
+        hazards=("H2",),
+        extra={"forbidden_ops": ("AveragePool", "GlobalAveragePool", "Expand", "Shape")},
+    ),
+    "pam": BlockInfo(
+        family="dual_attention", reference="PAMReference", deploy="PAM", tier=2,
+        paper="DANet position attention: Dual Attention Network for Scene Segmentation "
+        "(CVPR 2019, arXiv:1809.02983)",
+        hazards=("H11",), sources=("mmseg",),
+        extra={"forbidden_ops": ("Softmax", "Einsum"),
+               "memory": "(H*W)^2 attention: 4*(H*W)^2 bytes per image in FP32 (64 MiB at 64x64, "
+               "1 GiB at 128x128); maps above max_positions=16384 are refused "
+               "(raise with --set max_positions=N)"},
+    ),
+    "cam": BlockInfo(
+        family="dual_attention", reference="CAMReference", deploy="CAM", tier=2,
+        paper="DANet channel attention: Dual Attention Network for Scene Segmentation "
+        "(CVPR 2019, arXiv:1809.02983)",
+        hazards=("F1", "H5", "H11"), sources=("mmseg",),
+        extra={"forbidden_ops": ("ArgMax", "ReduceMax", "Expand")},
+    ),
+    "scconv": BlockInfo(
+        family="self_calibrated_conv", reference="SCConvReference", deploy="SCConv", tier=2,
+        paper="Improving Convolutional Networks with Self-Calibrated Convolutions (CVPR 2020)",
+    ),
+    "gsop": BlockInfo(
+        family="global_second_order", reference="GSoPReference", deploy="GSoP", tier=2,
+        paper="Global Second-order Pooling Convolutional Networks, channel attention "
+        "(CVPR 2019, arXiv:1811.12006)",
+        hazards=("F1", "H6", "H11"),
+        extra={"forbidden_ops": ("Tile", "Expand", "EyeLike", "ConstantOfShape")},
+    ),
+    "fca": BlockInfo(
+        family="frequency_channel_attention", reference="FCAReference", deploy="FCA", tier=2,
+        paper="FcaNet: Frequency Channel Attention Networks (ICCV 2021, arXiv:2012.11879)",
+        shape_modes=("none", "batch"), hazards=("H1", "H11", "H12"), needs_geometry=True,
+        refusal="fca pools the map to its 7x7 DCT grid with bins that depend on H and W, so its "
+        "graph is only right for the declared geometry: fix H and W with --input-shape and use "
+        "--dynamic batch (or none)",
+        extra={"forbidden_ops": ("GatherND", "Gather", "Range", "Floor", "Expand", "Shape")},
+    ),
+    "encnet": BlockInfo(
+        family="context_encoding", reference="EncNetReference", deploy="EncNet", tier=2,
+        paper="EncNet context encoding module: Context Encoding for Semantic Segmentation "
+        "(CVPR 2018, arXiv:1803.08904)",
+        hazards=("F1", "H7", "H11"), sources=("mmseg",),
+        extra={"forbidden_ops": ("Softmax", "Einsum")},
+    ),
+    "rga": BlockInfo(
+        family="relation_aware_attention", reference="RGAReference", deploy="RGA", tier=2,
+        paper="Relation-Aware Global Attention for Person Re-identification "
+        "(CVPR 2020, arXiv:1904.02998)",
+        shape_modes=("none", "batch"), hazards=("H11",), needs_geometry=True,
+        refusal="rga's channel branch convolves over the H*W positions (in_spatial = H*W is "
+        "fixed at construction), so its weights fit one geometry: fix H and W with "
+        "--input-shape and use --dynamic batch (or none)",
+        extra={"forbidden_ops": ("Expand", "Squeeze", "Shape"),
+               # the published in_spatial: the reference form is built for a geometry too
+               "reference_geometry": True},
+    ),
+    # -- end of issue 13, first half --
 }
 
 

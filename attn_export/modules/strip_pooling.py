@@ -5,6 +5,15 @@ Reference follows the seed ``channel-spatial-attention.md`` StripPooling (the mi
 of Andrew-Qibin/SPNet): two pyramid branches that average x1 into 20x20 and 12x12 bins and
 upsample back, two strip branches that average x2 over rows and over columns, each mixed by a
 small conv, fused by a 1x1 conv and added to the input.
+
+``SPBlock`` (registry ``sp_block``) is the paper's strip pooling module alone, following
+Andrew-Qibin/SPNet ``models/resnet.py`` ``SPBlock``: a (3, 1) conv over the row means and a (1, 3)
+conv over the column means, each with a BatchNorm, expanded back to H x W, summed, ReLU, a 1x1 conv
+and a sigmoid. The published module returns that gate and SPNet's Bottleneck multiplies it in
+(``out = out * self.spm(out)``); both our forms return ``x * gate``, the recalibrated map. The
+published ``outplanes`` must equal ``inplanes`` for that product, so the block has ``channels``
+only; the published ``norm_layer=None`` default cannot build (``None(midplanes)``), so ours is
+``nn.BatchNorm2d``, what SPNet's ResNet passes.
 """
 
 from __future__ import annotations
@@ -186,6 +195,67 @@ class StripPooling(_StripPoolingLayers):
         return F.relu(x + out)
 
 
+class _SPBlockLayers(AttentionBlock):
+    """The layers both forms share (keys ``conv1``, ``bn1``, ``conv2``, ``bn2``, ``conv3``)."""
+
+    def __init__(self, channels: int, norm_layer: type[nn.Module] = nn.BatchNorm2d) -> None:
+        if channels < 1:
+            raise BlockConfigError(f"sp_block: channels must be >= 1, got {channels}")
+        super().__init__(channels=channels, norm_layer=norm_layer)
+        midplanes = channels  # the published midplanes = outplanes
+        self.conv1 = nn.Conv2d(channels, midplanes, kernel_size=(3, 1), padding=(1, 0), bias=False)
+        self.bn1 = norm_layer(midplanes)
+        self.conv2 = nn.Conv2d(channels, midplanes, kernel_size=(1, 3), padding=(0, 1), bias=False)
+        self.bn2 = norm_layer(midplanes)
+        self.conv3 = nn.Conv2d(midplanes, channels, kernel_size=1, bias=True)
+        self.relu = nn.ReLU(inplace=False)
+
+
+class SPBlockReference(_SPBlockLayers):
+    """SPNet's ``SPBlock`` as published (adaptive strip pools, ``expand`` to the runtime H x W),
+    applied as SPNet's Bottleneck applies it."""
+
+    def __init__(self, channels: int, norm_layer: type[nn.Module] = nn.BatchNorm2d) -> None:
+        super().__init__(channels, norm_layer)
+        self.pool1 = nn.AdaptiveAvgPool2d((None, 1))
+        self.pool2 = nn.AdaptiveAvgPool2d((1, None))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, _, h, w = x.size()
+        x1 = self.bn1(self.conv1(self.pool1(x))).expand(-1, -1, h, w)
+        x2 = self.bn2(self.conv2(self.pool2(x))).expand(-1, -1, h, w)
+        gate = self.conv3(self.relu(x1 + x2)).sigmoid()
+        return x * gate
+
+
+class SPBlock(_SPBlockLayers):
+    """Export-safe SPBlock: strip means (H2) and broadcasting instead of ``expand`` (no Shape).
+
+    ``AdaptiveAvgPool2d((None, 1))`` exports with a kernel baked from the export size
+    (houqb/CoordAttention#6): ``mean(3)`` / ``mean(2)`` follow any H, W. ``expand(-1, -1, h, w)``
+    reads h, w from the runtime shape; adding an (N, C, H, 1) and an (N, C, 1, W) map broadcasts
+    to the same (N, C, H, W) sum with no shape arithmetic.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1 = self.bn1(self.conv1(x.mean(3, keepdim=True)))  # (N, C, H, 1)
+        x2 = self.bn2(self.conv2(x.mean(2, keepdim=True)))  # (N, C, 1, W)
+        gate = self.conv3(self.relu(x1 + x2)).sigmoid()
+        return x * gate
+
+
+def _sp_block_hyperparams(sd: Mapping[str, Any]) -> dict[str, Any]:
+    mid, channels = tuple(sd["conv1.weight"].shape[:2])
+    out = int(sd["conv3.weight"].shape[0])
+    if mid != channels or out != channels:
+        raise CheckpointError(
+            f"sp_block: the checkpoint maps {channels} channels to midplanes={mid}, "
+            f"outplanes={out}; the block multiplies x by its gate, which needs "
+            f"inplanes == outplanes (= midplanes in SPNet)"
+        )
+    return {"channels": int(channels)}
+
+
 def _strip_pooling_hyperparams(sd: Mapping[str, Any]) -> dict[str, Any]:
     """channels from ``conv1_1.0.weight``; pool_size and up_kwargs hold no tensors."""
     inter, channels = tuple(sd["conv1_1.0.weight"].shape[:2])
@@ -197,4 +267,4 @@ def _strip_pooling_hyperparams(sd: Mapping[str, Any]) -> dict[str, Any]:
     return {"channels": channels}
 
 
-HYPERPARAMS = {"strip_pooling": _strip_pooling_hyperparams}
+HYPERPARAMS = {"strip_pooling": _strip_pooling_hyperparams, "sp_block": _sp_block_hyperparams}

@@ -17,6 +17,11 @@ def _kwargs(name):
     return {"input_size": (9, 11)} if BLOCKS[name].needs_geometry else {}
 
 
+def _reference_kwargs(name):
+    """rga's published in_spatial fixes the reference form's geometry too."""
+    return _kwargs(name) if BLOCKS[name].extra.get("reference_geometry") else {}
+
+
 @pytest.mark.parametrize("name", list_blocks())
 def test_entry_metadata_is_consistent(name):
     info = BLOCKS[name]
@@ -31,7 +36,7 @@ def test_entry_metadata_is_consistent(name):
 def test_both_forms_build_run_and_swap(name):
     c = channels_for(name)
     torch.manual_seed(0)
-    ref = create_block(name, c, "reference").eval()
+    ref = create_block(name, c, "reference", **_reference_kwargs(name)).eval()
     x = torch.randn(2, c, 9, 11)
     with torch.no_grad():
         expected = ref(x)
@@ -46,7 +51,8 @@ def test_both_forms_build_run_and_swap(name):
 def test_to_deploy_swaps_inside_a_network(name):
     c = channels_for(name)
     net = torch.nn.Sequential(torch.nn.Conv2d(3, c, 3, padding=1),
-                              create_block(name, c, "reference"), torch.nn.ReLU()).eval()
+                              create_block(name, c, "reference", **_reference_kwargs(name)),
+                              torch.nn.ReLU()).eval()
     x = torch.randn(1, 3, 9, 11)
     with torch.no_grad():
         expected = net(x)

@@ -11,6 +11,8 @@ from attn_export.modules.factory import create_block
 from attn_export.modules.registry import block_info
 from attn_export.modules.strip_pooling import (
     BinPool,
+    SPBlock,
+    SPBlockReference,
     StripPooling,
     StripPoolingReference,
     bin_matrix,
@@ -192,3 +194,72 @@ def test_export_with_dynamic_batch(tmp_path, exporter, opset, hw):
                              exporter=exporter, opset=opset, dynamic="batch", filename="sp.onnx",
                              forbidden=block_info("strip_pooling").extra["forbidden_ops"])
     assert ("AveragePool" in ops) == (hw == (60, 60))
+
+
+# ----------------------------------------------------------------------------------------------
+# sp_block: SPNet's strip pooling module (SPBlock), applied as x * gate.
+
+
+class SPNetSPBlock(nn.Module):
+    """Test-only transcription of Andrew-Qibin/SPNet ``models/resnet.py`` ``SPBlock`` (returns the
+    gate; SPNet's Bottleneck multiplies it in)."""
+
+    def __init__(self, inplanes, outplanes, norm_layer=None):
+        super().__init__()
+        midplanes = outplanes
+        self.conv1 = nn.Conv2d(inplanes, midplanes, kernel_size=(3, 1), padding=(1, 0), bias=False)
+        self.bn1 = norm_layer(midplanes)
+        self.conv2 = nn.Conv2d(inplanes, midplanes, kernel_size=(1, 3), padding=(0, 1), bias=False)
+        self.bn2 = norm_layer(midplanes)
+        self.conv3 = nn.Conv2d(midplanes, outplanes, kernel_size=1, bias=True)
+        self.pool1 = nn.AdaptiveAvgPool2d((None, 1))
+        self.pool2 = nn.AdaptiveAvgPool2d((1, None))
+        self.relu = nn.ReLU(inplace=False)
+
+    def forward(self, x):
+        _, _, h, w = x.size()
+        x1 = self.pool1(x)
+        x1 = self.conv1(x1)
+        x1 = self.bn1(x1)
+        x1 = x1.expand(-1, -1, h, w)
+        x2 = self.pool2(x)
+        x2 = self.conv2(x2)
+        x2 = self.bn2(x2)
+        x2 = x2.expand(-1, -1, h, w)
+        x = self.relu(x1 + x2)
+        return self.conv3(x).sigmoid()
+
+
+def test_sp_block_published_state_dict_loads_strictly_and_matches():
+    theirs = randomize(SPNetSPBlock(24, 24, nn.BatchNorm2d), std=0.3, bn=TRAINED_BN)
+    ref = SPBlockReference(24).eval()
+    ref.load_state_dict(theirs.state_dict(), strict=True)
+    x = torch.randn(2, 24, 11, 7)
+    with torch.no_grad():
+        torch.testing.assert_close(ref(x), x * theirs(x), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("shape", [(1, 7, 9), (3, 13, 5), (3, 16, 16), (1, 1, 1)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_sp_block_deploy_equals_reference(shape):
+    ref = randomize(SPBlockReference(16), std=0.3, bn=TRAINED_BN)
+    dep = SPBlock(16).eval()
+    dep.load_state_dict(ref.state_dict(), strict=True)
+    n, h, w = shape
+    x = torch.randn(n, 16, h, w)
+    with torch.no_grad():
+        torch.testing.assert_close(dep(x), ref(x), atol=1e-5, rtol=1e-5)
+
+
+def test_sp_block_checkpoint_infers_channels_and_refuses_other_widths():
+    theirs = randomize(SPNetSPBlock(40, 40, nn.BatchNorm2d), std=0.3, bn=TRAINED_BN)
+    assert load_pretrained("sp_block", theirs.state_dict()).init_args["channels"] == 40
+    narrow = SPNetSPBlock(40, 20, nn.BatchNorm2d).state_dict()
+    with pytest.raises(CheckpointError, match="inplanes == outplanes"):
+        load_pretrained("sp_block", narrow)
+
+
+def test_sp_block_exports_opset13_dynamic_hw_without_pools_or_expand(tmp_path):
+    dep = randomize(SPBlock(16), std=0.3, bn=TRAINED_BN)
+    export_and_compare(dep, tmp_path, (1, 16, 8, 8), [(3, 16, 9, 13), (1, 16, 17, 5)], opset=13,
+                       forbidden=block_info("sp_block").extra["forbidden_ops"])
