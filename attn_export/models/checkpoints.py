@@ -116,7 +116,7 @@ BLOCK_SOURCES: dict[str, dict[str, str | Callable]] = {
     "official": {"cbam": "official", "eca": "reference", "simam": "reference"},
     "timm": {"se": "timm", "eca": "timm", "cbam": "timm"},
     "houqb": {"coordatt": _coordatt_from_houqb},
-    "smp": {"scse": "reference"},
+    "torchvision": {},
 }
 """Per network layout: how each block's tensors inside it are converted (a block source name
 of ``modules/checkpoints.py``, or a function)."""
@@ -209,8 +209,10 @@ def _rebuild_blocks(model: nn.Module, sd: Mapping[str, Any]) -> list[str]:
 
 
 def _fits(expected: Mapping[str, Any], sd: Mapping[str, Any]) -> bool:
-    return set(expected) == set(sd) and all(
-        tuple(expected[k].shape) == tuple(sd[k].shape) for k in expected)
+    """Same keys and shapes; a BatchNorm's ``num_batches_tracked`` may be absent (checkpoints
+    saved before PyTorch 0.4.1 lack it, and ``load_state_dict`` fills it)."""
+    keys = {k for k in expected if k in sd or not k.endswith("num_batches_tracked")}
+    return keys == set(sd) and all(tuple(expected[k].shape) == tuple(sd[k].shape) for k in keys)
 
 
 # ----------------------------------------------------------------------------------------------

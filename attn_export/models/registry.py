@@ -147,7 +147,7 @@ MODELS: dict[str, ModelCard] = {
         builder="unet:unet_scse", task="segment", attn="scse", slot="scse twice in each decoder "
         "block (decoder.blocks.i.attention1/2.attention, as segmentation_models.pytorch names it)",
         positions=("decoder",), input_size=(256, 256), test_size=(64, 64), params=500_583,
-        size_multiple=16, sources=("smp",),
+        size_multiple=16,
         notes="small encoder of our own; decoder keys as smp Unet(decoder_attention_type='scse')"),
 }
 
