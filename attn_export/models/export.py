@@ -162,7 +162,6 @@ def export_model(req: ModelRequest, progress: Progress = lambda _m: None) -> Mod
     from attn_export.models.swap_report import deploy_with_report
 
     card = resolve_model_request(req)
-    out = prepare_output_dir(req.output_dir)
     clock = {"t": time.perf_counter(), "laps": {}}
 
     def lap(stage: str) -> None:
@@ -176,6 +175,7 @@ def export_model(req: ModelRequest, progress: Progress = lambda _m: None) -> Mod
     progress("swapping blocks for their deploy twins (to_deploy, checked on a real input)")
     deployed, swaps, network_diff = deploy_with_report(model, example)
     lap("build_swap")
+    out = prepare_output_dir(req.output_dir)  # only once the network built: no empty folder
     label = label_of(req.model)
     ereq = ExportRequest(block=label, channels=req.input_shape[1], input_shape=req.input_shape,
                          opset=req.opset, exporter=req.exporter, dynamic=req.dynamic,
@@ -252,8 +252,9 @@ def format_swaps(swaps, network_diff: float) -> str:
     width = max(len(s.path) for s in swaps)
     lines = [f"{'block at':<{width}}  {'reference -> deploy':<36}  max |diff|"]
     for s in swaps:
-        lines.append(f"{s.path:<{width}}  {s.reference + ' -> ' + s.deploy:<36}  "
-                     f"{s.max_abs_diff:.3g}")
+        diff = "not reached (unused on this input)" if s.max_abs_diff is None else \
+            f"{s.max_abs_diff:.3g}"
+        lines.append(f"{s.path:<{width}}  {s.reference + ' -> ' + s.deploy:<36}  {diff}")
     lines.append(f"{len(swaps)} blocks swapped; network output max |diff| {network_diff:.3g}")
     return "\n".join(lines)
 

@@ -23,7 +23,7 @@ class SwapRecord:
     block: str
     reference: str
     deploy: str
-    max_abs_diff: float
+    max_abs_diff: float | None  # None: the example input never reaches the block
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -87,7 +87,7 @@ def deploy_with_report(model: nn.Module, example: torch.Tensor, atol: float = 1e
         for path, (old, name) in blocks.items():
             new = deployed.get_submodule(path) if path else deployed
             args, expected = seen.get(path, (None, None))
-            diff = float("nan") if args is None else float((new(*args) - expected).abs().max())
+            diff = None if args is None else float((new(*args) - expected).abs().max())
             records.append(SwapRecord(path, name, type(old).__name__, type(new).__name__, diff))
         after = deployed(example)
     return deployed, records, float((after - before).abs().max()) if blocks else 0.0
