@@ -125,6 +125,7 @@ def model_command(network, checkpoint, source, attn, sets, input_shape, dynamic,
 
         import_tensorrt()
     from attn_export.models.export import ModelRequest, check_passed, export_model, format_swaps
+    from attn_export.models.validation import tolerance_note
     from attn_export.runtime.validate import format_table
 
     result = export_model(ModelRequest(
@@ -143,6 +144,7 @@ def model_command(network, checkpoint, source, attn, sets, input_shape, dynamic,
     click.echo(f"-> {result.onnx_path}  opset {opset}, dynamic={dynamic}, "
                f"{r['graph']['nodes_exported']} -> {r['graph']['nodes_simplified']} nodes")
     click.echo(format_table(result.rows))
+    click.echo(tolerance_note("fp32"))
     click.echo(f"wrote {result.onnx_path}, {result.golden_path}, {result.report_path}")
     check_passed(result)
     if precision != "fp32":
@@ -173,6 +175,10 @@ def _reduced_precision(result, precision, calib_data, target_trt, seed) -> None:
     click.echo(f"{precision} graph -> {e.path}  ({len(e.kept_float)} nodes kept float"
                + (f"; calibration: {e.calibration}" if e.calibration else "") + ")")
     click.echo(format_table(e.rows))
+    from attn_export.models.validation import tolerance_note
+
+    if tolerance_note(precision):
+        click.echo(tolerance_note(precision))
     if precision == "int8":
         for path, err in out.gate_error.items():
             click.echo(f"gate error {path}: max |int8 - fp32| {err:.3g}")

@@ -192,11 +192,13 @@ def export_model(req: ModelRequest, progress: Progress = lambda _m: None) -> Mod
 
 
 def _export_stages(module, ereq, out: Path, label: str, lap, progress):
-    """golden -> export -> check -> simplify -> re-check -> validate: the block pipeline's stages."""
+    """golden -> export -> check -> simplify -> re-check -> validate: the block pipeline's stages,
+    judged by the network rule (``models/validation.py``)."""
     from attn_export.export.check import checked_onnx, op_types
     from attn_export.export.onnx_from_torch import onnx_from_torch
-    from attn_export.export.pipeline import check_simplification, golden_from_torch
+    from attn_export.export.pipeline import golden_from_torch
     from attn_export.export.simplified_onnx import simplified_onnx
+    from attn_export.models.validation import check_network_simplification, judged_as_network
     from attn_export.runtime.golden import save_golden
     from attn_export.runtime.onnxruntime_runner import OnnxRuntimeRunner
     from attn_export.runtime.validate import validate_runner
@@ -214,12 +216,12 @@ def _export_stages(module, ereq, out: Path, label: str, lap, progress):
         progress(f"simplifying ({ereq.simplifier}) and checking the simplified graph")
         simplified = simplified_onnx(raw, Path(tmp) / "simplified.onnx", ereq.simplifier)
         final_ops = op_types(checked_onnx(simplified))
-        check_simplification(raw, simplified, golden)
+        check_network_simplification(raw, simplified, golden)
         lap("simplify")
         os.replace(simplified, onnx_path)
     progress(f"validating ONNX Runtime against PyTorch on {len(golden.cases)} inputs")
     with OnnxRuntimeRunner(onnx_path) as runner:
-        rows = validate_runner(runner, golden, "fp32")
+        rows = judged_as_network(validate_runner(runner, golden, "fp32"), golden, "fp32")
     lap("validate")
     golden_path = out / f"{label}.golden.npz"
     save_golden(golden_path, golden)
