@@ -152,3 +152,12 @@ def test_a_whole_model_pickle_is_refused_through_the_cli(tmp_path):
     assert not (tmp_path / "out" / "resnet18.onnx").exists()
 
 
+
+
+def test_the_readme_networks_table_is_the_registrys():
+    from attn_export.commands.model import markdown_table
+    from tools.update_readme import README
+
+    text = README.read_text()
+    table = text.split("<!-- networks:start -->\n")[1].split("\n<!-- networks:end -->")[0]
+    assert table == markdown_table(), "README networks table is stale: run `make readme`"
