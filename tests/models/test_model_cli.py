@@ -109,16 +109,18 @@ def test_unknown_network_and_fixed_layouts_are_refused():
 
 
 def test_official_checkpoint_through_the_cli(tmp_path):
-    layout = recorded_layouts()["houqb_mbv2_ca"]
-    ckpt = tmp_path / "mbv2_ca.pth"
-    torch.save(saved_like_release(fake_state_dict(layout), layout), ckpt)
-    result = run("mobilenetv2_ca", "--checkpoint", ckpt, "--input-shape", "1x3x64x64",
+    layout = recorded_layouts()["torchvision_resnet18"]
+    ckpt = tmp_path / "resnet18.pth"
+    sd = fake_state_dict(layout)
+    torch.save({"state_dict": {f"module.{k}": v for k, v in sd.items()}}, ckpt)
+    result = run("resnet18", "--checkpoint", ckpt, "--input-shape", "1x3x64x64",
                  "--output-dir", tmp_path / "out")
     assert result.exit_code == 0, result.output
-    assert f"checkpoint {ckpt} (houqb layout" in result.output
-    assert re.search(r"features\.2\.conv\.6 +CoordAttReference -> CoordAtt", result.output)
+    assert re.search(rf"checkpoint {re.escape(str(ckpt))} \(ours layout, \d+ tensors\)",
+                     result.output)
+    assert "nothing swapped" in result.output
     report = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert report["network"]["checkpoint"]["source"] == "houqb"
+    assert report["network"]["checkpoint"]["tensors"] == len(sd) and report["passed"]
 
 
 def test_int8_reports_gate_error_per_block_and_top1_agreement(tmp_path):

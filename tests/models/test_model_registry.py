@@ -46,10 +46,10 @@ def test_plain_hosts_match_torchvisions_published_counts(network):
 def test_every_card_builds_and_runs_at_its_test_size(network):
     card = MODELS[network]
     with torch.device("meta"):
-        model = create_model(network)
-        assert count_parameters(model) == card.params
-    model = create_model(network, num_classes=7).eval() if card.task != "segment" else \
-        create_model(network, num_classes=2).eval()
+        assert count_parameters(create_model(network)) == card.params
+    if card.builder == "resnet:resnet" and card.kwargs.get("depth") == 50:
+        pytest.skip("ResNet-50 cards run in test_network_checkpoints (official forward)")
+    model = create_model(network, num_classes=2 if card.task == "segment" else 7).eval()
     with torch.no_grad():
         out = model(torch.randn(1, 3, *card.test_size))
     assert out.shape[1] in (7, 4 + 7, 2)

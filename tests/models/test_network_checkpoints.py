@@ -21,8 +21,10 @@ from tools.record_layouts import rendered
 LAYOUTS = recorded_layouts()
 
 
-SLOW = {"torchvision_resnet34", "torchvision_resnet50", "zjjconan_simam_resnet50"}
-"""Layouts with no conversion logic beyond the ones kept in the default suite (same host keys)."""
+SLOW = {"torchvision_resnet34", "torchvision_resnet50", "zjjconan_simam_resnet50",
+        "bangguwu_eca_resnet50"}
+"""Layouts whose conversion the default suite covers otherwise (the same host keys; ECA's by
+test_eca_kernels_are_read_from_the_tensors)."""
 
 
 def _official(name: str, sd: dict):
