@@ -94,20 +94,19 @@ def markdown_table() -> str:
               help="INT8 calibration inputs: a folder of .npy images (default: seeded samples).")
 @click.option("--engine", is_flag=True, help="Also build a TensorRT engine and validate it.")
 @click.option("--trt-version", "target_trt", help="TensorRT the precision plan targets [10.3].")
-@click.option("--list", "as_list", is_flag=True, hidden=True)
 @click.option("--json", "as_json", is_flag=True, help="With `model list`: machine-readable.")
 @click.option("--markdown", is_flag=True, help="With `model list`: the README's table.")
 @handle_errors
 def model_command(network, checkpoint, source, attn, sets, input_shape, dynamic, num_classes,
                   opset, exporter, simplifier, output_dir, inputs, seed, precision, calib_data,
-                  engine, target_trt, as_list, as_json, markdown):
+                  engine, target_trt, as_json, markdown):
     """Export NETWORK (a registered name, or FILE.py:FUNCTION) with its blocks swapped.
 
     Builds (or loads with --checkpoint), swaps every attention block for its deploy twin (proven
     equal), exports, simplifies, validates ONNX Runtime against PyTorch and writes the golden file
     and a report naming every swap. `attn-export model list` shows the networks.
     """
-    if network == "list" or as_list:
+    if network == "list":
         _list(as_json, markdown)
         return
     from attn_export.models.user import is_user_spec

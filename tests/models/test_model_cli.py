@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from attn_export.cli import main
 from attn_export.models.checkpoints import recorded_layouts
-from tests.models.fake_checkpoints import fake_state_dict, saved_like_release
+from tests.models.fake_checkpoints import fake_state_dict
 
 USER_NET = '''
 import torch
@@ -74,6 +74,24 @@ def test_a_users_file_exports_with_its_blocks_swapped(user_file, tmp_path):
     assert report["swaps"][0]["path"] == "att" and report["swaps"][0]["max_abs_diff"] < 1e-5
     assert report["passed"] and (out_dir / "my_net.onnx").is_file()
     assert "[" in result.output  # progress lines with elapsed time go to stderr (mixed here)
+
+
+def test_a_users_file_loads_its_own_checkpoint(user_file, tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("my_net_for_test", user_file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    torch.manual_seed(3)
+    ckpt = tmp_path / "ckpt.pth"
+    torch.save({"state_dict": module.build(num_classes=4).state_dict()}, ckpt)
+    result = run(f"{user_file}:build", "--checkpoint", ckpt, "--num-classes", "4",
+                 "--input-shape", "1x3x32x32", "--output-dir", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert "(ours layout, " in result.output
+    result = run(f"{user_file}:build", "--checkpoint", ckpt, "--input-shape", "1x3x32x32",
+                 "--output-dir", tmp_path / "out2")
+    assert result.exit_code == 1 and "shapes differ at head.bias, head.weight" in result.output
 
 
 @pytest.mark.parametrize("spec, message", [
