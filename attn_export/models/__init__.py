@@ -39,7 +39,7 @@ def builder_kwargs(name: str, **kwargs: Any) -> dict[str, Any]:
 
 
 def create_model(name: str, **kwargs: Any):
-    """Build network ``name`` with seeded-nothing default weights (PyTorch's initialisation).
+    """Build network ``name`` with PyTorch's initialisation (load a checkpoint for real weights).
 
     Args:
         name: registry name (``list_models()``).

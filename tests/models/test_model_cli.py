@@ -160,7 +160,17 @@ def test_int8_reports_gate_error_per_block_and_top1_agreement(tmp_path):
                                           "layer4.1.attn"]
     assert all(0 <= e < 0.5 for e in int8["gate_error"].values())
     assert 0 <= int8["top1_agreement"] <= 1 and int8["cosine"] > 0.9
-    assert (out_dir / "resnet18.int8.onnx").is_file()
+    import onnx
+
+    graph = onnx.load(str(out_dir / "resnet18.int8.onnx")).graph
+    producer = {o: n for n in graph.node for o in n.output}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    quantized = [n for n in convs if producer.get(n.input[1]) is not None
+                 and producer[n.input[1]].op_type == "DequantizeLinear"]
+    assert len(quantized) >= 17  # the host's convolutions (the SE MLPs are GEMVs: kept float)
+    sigmoid_users = [n for n in graph.node for i in n.input
+                     if producer.get(i) is not None and producer[i].op_type == "Sigmoid"]
+    assert sigmoid_users and all(n.op_type != "QuantizeLinear" for n in sigmoid_users)
 
 
 def test_a_whole_model_pickle_is_refused_through_the_cli(tmp_path):
