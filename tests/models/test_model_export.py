@@ -17,12 +17,15 @@ FAST = [
     ("tiny_detector", "cbam", {}, (1, 3, 320, 320), "none"),
     ("unet_scse", None, {}, (1, 3, 64, 64), "batch"),
 ]
+ALL_BLOCKS = ("se", "cbam", "eca", "coordatt", "simam", "gct")
 SLOW = [
     (host, block, {}, shape, "none")
-    for host, shape in (("resnet18", (1, 3, 96, 96)), ("resnet34", (1, 3, 64, 64)),
-                        ("resnet50", (1, 3, 64, 64)), ("mobilenetv2", (1, 3, 96, 96)),
-                        ("tiny_detector", (1, 3, 320, 320)))
-    for block in ("se", "cbam", "eca", "coordatt", "simam", "gct")
+    for host, shape, blocks in (
+        ("resnet18", (1, 3, 96, 96), ALL_BLOCKS), ("resnet34", (1, 3, 64, 64), ("se", "eca")),
+        ("resnet50", (1, 3, 64, 64), ("cbam", "coordatt", "gct")),
+        ("mobilenetv2", (1, 3, 96, 96), ALL_BLOCKS),
+        ("tiny_detector", (1, 3, 320, 320), ("se", "eca", "simam")))
+    for block in blocks
 ] + [(name, None, {}, (1, 3, 96, 96), "none") for name in
      ("se_resnet50", "cbam_resnet50", "eca_resnet50", "simam_resnet50", "mobilenetv2_ca")] + [
     ("tiny_detector", "coordatt", {}, (1, 3, 640, 640), "none"),
