@@ -182,6 +182,15 @@ BLOCKS: dict[str, BlockInfo] = {
         hazards=("H9", "H11"),
         extra={"forbidden_ops": ("LayerNormalization", "Shape", "Reshape", "MatMul", "Softmax")},
     ),
+    # --- issue 13, second half of the catalog (tier 2 and 3) ---
+    "ema": BlockInfo(
+        family="efficient_multiscale_attention", reference="EMAReference", deploy="EMA", tier=2,
+        paper="Efficient Multi-Scale Attention Module with Cross-Spatial Learning "
+        "(ICASSP 2023, arXiv:2305.13563)",
+        hazards=("H2", "H11"),
+        extra={"forbidden_ops": ("AveragePool", "GlobalAveragePool", "Transpose", "Concat",
+                                 "Split", "Shape", "Gather")},
+    ),
 }
 
 
