@@ -191,6 +191,15 @@ BLOCKS: dict[str, BlockInfo] = {
         extra={"forbidden_ops": ("AveragePool", "GlobalAveragePool", "Transpose", "Concat",
                                  "Split", "Shape", "Gather")},
     ),
+    "shuffle_attention": BlockInfo(
+        family="shuffle_attention", reference="ShuffleAttentionReference",
+        deploy="ShuffleAttention", tier=2,
+        paper="SA-Net: Shuffle Attention for Deep Convolutional Neural Networks "
+        "(ICASSP 2021, arXiv:2102.00240)",
+        hazards=("H4", "H11"), default_channels=128,
+        extra={"forbidden_ops": ("Shape", "Transpose", "Reshape", "Concat", "Slice",
+                                 "GlobalAveragePool", "AveragePool")},
+    ),
 }
 
 
