@@ -200,6 +200,17 @@ BLOCKS: dict[str, BlockInfo] = {
         extra={"forbidden_ops": ("Shape", "Transpose", "Reshape", "Concat", "Slice",
                                  "GlobalAveragePool", "AveragePool")},
     ),
+    "criss_cross": BlockInfo(
+        family="criss_cross", reference="CrissCrossAttentionReference",
+        deploy="CrissCrossAttention", tier=2,
+        paper="CCNet: Criss-Cross Attention for Semantic Segmentation "
+        "(ICCV 2019, arXiv:1811.11721)",
+        hazards=("H11", "H12"),
+        extra={"forbidden_ops": ("Shape", "Reshape", "Concat", "Gather", "Expand", "Tile",
+                                 "ConstantOfShape", "Softmax", "Einsum"),
+               "memory": "N*H*W*(H+W) attention weights; refused above max_attention_mb=1024"},
+    ),
+    # --- end of the issue-13 (second half) group ---
 }
 
 
