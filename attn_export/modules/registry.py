@@ -210,6 +210,24 @@ BLOCKS: dict[str, BlockInfo] = {
                                  "ConstantOfShape", "Softmax", "Einsum"),
                "memory": "N*H*W*(H+W) attention weights; refused above max_attention_mb=1024"},
     ),
+    "psa_p": BlockInfo(
+        family="polarized_self_attention", reference="PSAPReference", deploy="PSAP", tier=2,
+        paper="Polarized Self-Attention: Towards High-quality Pixel-wise Regression, parallel "
+        "(Neurocomputing 2022, arXiv:2107.00782)",
+        hazards=("H4", "H8", "H11", "F1"),
+        extra={"forbidden_ops": ("Shape", "Reshape", "Transpose", "GlobalAveragePool",
+                                 "AveragePool", "Einsum", "Softmax", "Gather", "MatMul"),
+               "memory": "linear in H*W: no HW x HW matrix, (N, C/2, 1) + (N, 1, H*W) weights"},
+    ),
+    "psa_s": BlockInfo(
+        family="polarized_self_attention", reference="PSASReference", deploy="PSAS", tier=2,
+        paper="Polarized Self-Attention: Towards High-quality Pixel-wise Regression, sequential "
+        "(Neurocomputing 2022, arXiv:2107.00782)",
+        hazards=("H4", "H8", "H9", "H11", "F1"),
+        extra={"forbidden_ops": ("Shape", "Reshape", "Transpose", "GlobalAveragePool",
+                                 "AveragePool", "Einsum", "Softmax", "Gather", "MatMul"),
+               "memory": "linear in H*W: no HW x HW matrix, (N, C/2, 1) + (N, 1, H*W) weights"},
+    ),
     # --- end of the issue-13 (second half) group ---
 }
 
