@@ -7,7 +7,7 @@ from torch import nn
 from attn_export.errors import BlockConfigError
 from attn_export.modules.checkpoints import load_pretrained
 from attn_export.modules.factory import create_block
-from attn_export.modules.polarized_self_attention import PSAS, PSAP, PSAPReference, PSASReference
+from attn_export.modules.polarized_self_attention import PSAP, PSAS, PSAPReference, PSASReference
 from attn_export.modules.registry import block_info
 from tests.onnx_checks import export_and_compare
 from tests.weights import randomize
