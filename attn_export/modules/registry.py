@@ -228,6 +228,14 @@ BLOCKS: dict[str, BlockInfo] = {
                                  "AveragePool", "Einsum", "Softmax", "Gather", "MatMul"),
                "memory": "linear in H*W: no HW x HW matrix, (N, C/2, 1) + (N, 1, H*W) weights"},
     ),
+    "bilinear": BlockInfo(
+        family="bilinear_attention", reference="BilinearAttentionReference",
+        deploy="BilinearAttention", tier=3,
+        paper="Bilinear Attention Networks for Person Retrieval (ICCV 2019)",
+        hazards=("H4", "H11"),
+        extra={"forbidden_ops": ("Shape", "Reshape", "Transpose", "AveragePool",
+                                 "GlobalAveragePool", "MatMul", "Concat")},
+    ),
     # --- end of the issue-13 (second half) group ---
 }
 
