@@ -236,6 +236,16 @@ BLOCKS: dict[str, BlockInfo] = {
         extra={"forbidden_ops": ("Shape", "Reshape", "Transpose", "AveragePool",
                                  "GlobalAveragePool", "MatMul", "Concat")},
     ),
+    "soca": BlockInfo(
+        family="second_order_channel_attention", reference="SOCAReference", deploy="SOCA",
+        tier=3, paper="Second-order Attention Network for Single Image Super-Resolution "
+        "(CVPR 2019)",
+        hazards=("H6", "H12", "F1"),
+        extra={"forbidden_ops": ("Shape", "Gather", "ConstantOfShape", "Expand", "Tile", "If",
+                                 "Loop", "Range", "Where"),
+               "memory": "N*C*C covariance (+ N*H*C*C partial products); maps >= 1000 px "
+               "are refused (published crop)"},
+    ),
     # --- end of the issue-13 (second half) group ---
 }
 
