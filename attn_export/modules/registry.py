@@ -246,6 +246,14 @@ BLOCKS: dict[str, BlockInfo] = {
                "memory": "N*C*C covariance (+ N*H*C*C partial products); maps >= 1000 px "
                "are refused (published crop)"},
     ),
+    "residual_attention": BlockInfo(
+        family="residual_attention", reference="ResidualAttentionReference",
+        deploy="ResidualAttention", tier=2,
+        paper="Residual Attention Network for Image Classification (CVPR 2017, arXiv:1704.06904)",
+        default_channels=16,
+        extra={"forbidden_ops": ("Upsample", "AveragePool", "GlobalAveragePool"),
+               "reference_geometry": "reference_geometry"},
+    ),
     # --- end of the issue-13 (second half) group ---
 }
 

@@ -1,6 +1,8 @@
 """Every registry entry can be built, run and swapped (STYLE 7: timm once shipped one that
 could not be constructed)."""
 
+import importlib
+
 import pytest
 import torch
 
@@ -17,6 +19,15 @@ def _kwargs(name):
     return {"input_size": (9, 11)} if BLOCKS[name].needs_geometry else {}
 
 
+def _reference_kwargs(name, input_size):
+    """Constructor sizes a reference form fixes (residual_attention's upsampling sizes)."""
+    hook = BLOCKS[name].extra.get("reference_geometry")
+    if hook is None:
+        return {}
+    return getattr(importlib.import_module(f"attn_export.modules.{BLOCKS[name].family}"),
+                   hook)(input_size)
+
+
 @pytest.mark.parametrize("name", list_blocks())
 def test_entry_metadata_is_consistent(name):
     info = BLOCKS[name]
@@ -31,7 +42,7 @@ def test_entry_metadata_is_consistent(name):
 def test_both_forms_build_run_and_swap(name):
     c = channels_for(name)
     torch.manual_seed(0)
-    ref = create_block(name, c, "reference").eval()
+    ref = create_block(name, c, "reference", **_reference_kwargs(name, (9, 11))).eval()
     x = torch.randn(2, c, 9, 11)
     with torch.no_grad():
         expected = ref(x)
@@ -46,7 +57,8 @@ def test_both_forms_build_run_and_swap(name):
 def test_to_deploy_swaps_inside_a_network(name):
     c = channels_for(name)
     net = torch.nn.Sequential(torch.nn.Conv2d(3, c, 3, padding=1),
-                              create_block(name, c, "reference"), torch.nn.ReLU()).eval()
+                              create_block(name, c, "reference", **_reference_kwargs(name, (9, 11))),
+                              torch.nn.ReLU()).eval()
     x = torch.randn(1, 3, 9, 11)
     with torch.no_grad():
         expected = net(x)
