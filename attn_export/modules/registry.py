@@ -254,6 +254,14 @@ BLOCKS: dict[str, BlockInfo] = {
         extra={"forbidden_ops": ("Upsample", "AveragePool", "GlobalAveragePool"),
                "reference_geometry": "reference_geometry"},
     ),
+    "dia": BlockInfo(
+        family="dense_implicit_attention", reference="DIAReference", deploy="DIA", tier=3,
+        paper="DIANet: Dense-and-Implicit Attention Network (AAAI 2020, arXiv:1905.10671)",
+        hazards=("H4", "H11", "H12"), sources=("stage",),
+        extra={"forbidden_ops": ("GlobalAveragePool", "AveragePool", "Shape", "Split",
+                                 "Gather", "Concat"),
+               "inputs": ("input", "h", "c"), "outputs": ("output", "h_out", "c_out")},
+    ),
     # --- end of the issue-13 (second half) group ---
 }
 
