@@ -262,6 +262,14 @@ BLOCKS: dict[str, BlockInfo] = {
                                  "Gather", "Concat"),
                "inputs": ("input", "h", "c"), "outputs": ("output", "h_out", "c_out")},
     ),
+    "sca": BlockInfo(
+        family="sca_cnn", reference="SCAReference", deploy="SCA", tier=3,
+        paper="SCA-CNN: Spatial and Channel-wise Attention in Convolutional Networks for Image "
+        "Captioning (CVPR 2017, arXiv:1611.05594); the paper's equations, no PyTorch original",
+        hazards=("H11", "F1"),
+        extra={"forbidden_ops": ("Shape", "Transpose", "Gather", "Concat"),
+               "inputs": ("input", "state"), "outputs": ("output",)},
+    ),
     # --- end of the issue-13 (second half) group ---
 }
 
