@@ -7,13 +7,16 @@ import numpy as np
 import pytest
 
 from attn_export.export.fp16_from_onnx import Fp16RoundingRunner
-from attn_export.export.precision import write_fp16_onnx, write_int8_onnx
+from attn_export.export.int8_from_onnx import int8_from_onnx
+from attn_export.export.onnx_from_torch import io_names
+from attn_export.export.precision import write_fp16_onnx
 from attn_export.modules.registry import BLOCKS
 from attn_export.runtime.compare import compare
+from attn_export.runtime.inputs import extra_feeds
 from attn_export.runtime.onnxruntime_runner import OnnxRuntimeRunner
 
 TAIL = [n for n in ("ema", "shuffle_attention", "criss_cross", "psa_p", "psa_s", "bilinear",
-                    "soca", "residual_attention") if n in BLOCKS]
+                    "soca", "residual_attention", "dia", "sca") if n in BLOCKS]
 SHAPE_HW = (12, 10)
 INT8_BEYOND_TOLERANCE = {"ema": 0.85, "residual_attention": 0.95}
 """Blocks whose Q/DQ graph runs but misses the int8 row on ORT CPU, with the cosine it keeps
@@ -39,17 +42,24 @@ def exported(request, tmp_path_factory):
     randomize_norm_statistics(block)
     path = onnx_from_torch(block, shape, tmp_path_factory.mktemp(name) / f"{name}.onnx", 13,
                            "torchscript", "batch")
+    _, output_names, extras = io_names(block)  # dia, sca: named state inputs and outputs
     cases = standard_cases(shape, 1) + standard_cases((3, *shape[1:]), 2)[:1]
-    with torch.no_grad():
-        expected = [(n, x, block(torch.from_numpy(x)).numpy()) for n, x in cases]
+    expected = []
+    for i, (case, x) in enumerate(cases):
+        feed = {"input": x, **extra_feeds(extras, x.shape[0], 10 + i)}
+        with torch.no_grad():
+            out = block(*(torch.from_numpy(v) for v in feed.values()))
+        out = out if isinstance(out, tuple) else (out,)
+        expected.append((case, feed, {k: v.numpy() for k, v in zip(output_names, out)}))
     return name, path, expected
 
 
 def _check(runner, expected, precision):
-    for case, x, want in expected:
-        got = runner.infer({"input": x})["output"]
-        c = compare(got, want, precision)
-        assert c.passed, f"{precision} {case}: {c}"
+    for case, feed, want in expected:
+        got = runner.infer(feed)
+        for output, value in want.items():
+            c = compare(got[output], value, precision, output)
+            assert c.passed, f"{precision} {case} {output}: {c}"
 
 
 def test_opset13_graph_matches_torch(exported):
@@ -60,27 +70,23 @@ def test_opset13_graph_matches_torch(exported):
 
 def test_fp16_graph_passes_the_fp16_tolerance(exported):
     _, path, expected = exported
-    conv = write_fp16_onnx(path, sample_feeds=[{"input": x} for _, x, _ in expected[:2]])
+    conv = write_fp16_onnx(path, sample_feeds=[feed for _, feed, _ in expected[:2]])
     _check(Fp16RoundingRunner(conv.path), expected, "fp16")
 
 
 def test_int8_graph_runs_finite_and_close(exported, tmp_path):
-    """INT8 must run and stay finite; the int8 row is asserted where it holds (see INT8_LOOSE)."""
-    _, path, expected = exported
-    calib = tmp_path / "calib"
-    calib.mkdir()
-    for i, (_, x, _) in enumerate(expected):
-        np.save(calib / f"{i}.npy", x)
-    result = write_int8_onnx(path, tmp_path / "q.onnx", calib_data=calib)
-    name = exported[0]
+    """INT8 must run and stay finite; the int8 row is asserted where it holds (see INT8_BEYOND_TOLERANCE)."""
+    name, path, expected = exported
+    result = int8_from_onnx(path, tmp_path / "q.onnx", [feed for _, feed, _ in expected])
     with OnnxRuntimeRunner(result.path, ["CPUExecutionProvider"]) as runner:
-        for case, x, want in expected:
-            got = runner.infer({"input": x})["output"]
-            c = compare(got, want, "int8")
-            assert np.isfinite(got).all(), f"int8 {case}: non-finite output"
-            if name in INT8_BEYOND_TOLERANCE:
-                # Near-constant outputs (zeros in) make cosine meaningless: then atol decides.
-                close = c.cosine >= INT8_BEYOND_TOLERANCE[name] or c.max_abs <= c.tolerance.atol
-                assert close, f"{case}: {c}"
-            else:
-                assert c.passed, f"int8 {case}: {c}"
+        for case, feed, want in expected:
+            got = runner.infer(feed)
+            for output, value in want.items():
+                c = compare(got[output], value, "int8", output)
+                assert np.isfinite(got[output]).all(), f"int8 {case}: non-finite {output}"
+                if name in INT8_BEYOND_TOLERANCE:
+                    # Near-constant outputs (zeros in) make cosine meaningless: atol decides.
+                    close = c.cosine >= INT8_BEYOND_TOLERANCE[name] or c.max_abs <= c.tolerance.atol
+                    assert close, f"{case} {output}: {c}"
+                else:
+                    assert c.passed, f"int8 {case} {output}: {c}"
