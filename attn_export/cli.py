@@ -222,12 +222,14 @@ def list_command(as_json: bool, markdown: bool) -> None:
     if as_json:
         click.echo(json.dumps({n: {"tier": BLOCKS[n].tier, "shape_modes": BLOCKS[n].shape_modes,
                                    "hazards": BLOCKS[n].hazards, "sources": BLOCKS[n].sources,
-                                   "paper": BLOCKS[n].paper, "memory": BLOCKS[n].extra.get("memory")}
-                                for n in list_blocks()}, indent=2))
+                                   "paper": BLOCKS[n].paper,
+                                   "memory": BLOCKS[n].extra.get("memory")}
+                               for n in list_blocks()}, indent=2))
         return
-    rows = [("name", "tier", "shape modes", "hazards", "checkpoint sources")]
+    rows = [("name", "tier", "shape modes", "hazards", "checkpoint sources", "attention memory")]
     rows += [(n, str(BLOCKS[n].tier), ",".join(BLOCKS[n].shape_modes),
-              ",".join(BLOCKS[n].hazards) or "-", ",".join(("reference", *BLOCKS[n].sources)))
+              ",".join(BLOCKS[n].hazards) or "-", ",".join(("reference", *BLOCKS[n].sources)),
+              BLOCKS[n].extra.get("memory", "-"))
              for n in list_blocks()]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:

@@ -86,32 +86,56 @@ def _quiet():
             lg.setLevel(level)
 
 
+def io_names(module) -> tuple[list[str], list[str], dict[str, tuple[int, ...]]]:
+    """Input names, output names and the extra inputs' trailing shapes of ``module``.
+
+    A block with more than one input (``dia``: the map and the LSTM state; ``sca``: the map and a
+    decoder state) declares ``extra_input_shapes()`` (name -> shape without the batch dim, in
+    ``forward``'s order after the map) and ``output_names``; every other module has one input
+    ``input`` and one output ``output``.
+    """
+    declare = getattr(module, "extra_input_shapes", None)
+    extras = dict(declare()) if callable(declare) else {}
+    outputs = list(getattr(module, "output_names", (OUTPUT_NAME,)))
+    return [INPUT_NAME, *extras], outputs, extras
+
+
 def _export(module, example, tmp: Path, opset: int, exporter: str, dynamic: str) -> None:
     import torch
 
     dims = dynamic_dims(dynamic)
+    inputs, outputs, extras = io_names(module)
+    batch = {0: dims[0]} if 0 in dims else {}
+    args = (example, *(torch.randn(example.shape[0], *shape) for shape in extras.values()))
     if exporter == "torchscript":
-        axes = {INPUT_NAME: dims, OUTPUT_NAME: dims} if dims else None
-        torch.onnx.export(module, (example,), str(tmp), opset_version=opset, dynamo=False,
-                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+        axes = None
+        if dims:
+            axes = {INPUT_NAME: dims, outputs[0]: dims}
+            axes.update({name: batch for name in [*inputs[1:], *outputs[1:]] if batch})
+        torch.onnx.export(module, args, str(tmp), opset_version=opset, dynamo=False,
+                          input_names=inputs, output_names=outputs,
                           dynamic_axes=axes, do_constant_folding=True)
         return
-    shapes = {"x": {axis: torch.export.Dim(name, min=1) for axis, name in dims.items()}} or None
-    program = torch.onnx.export(module, (example,), None, opset_version=opset, dynamo=True,
-                                input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+    shapes = None
+    if dims:
+        made = {name: torch.export.Dim(name, min=1) for name in dims.values()}
+        shapes = [{axis: made[name] for axis, name in dims.items()}]
+        shapes += [{0: made[dims[0]]} if batch else {} for _ in extras]
+    program = torch.onnx.export(module, args, None, opset_version=opset, dynamo=True,
+                                input_names=inputs, output_names=outputs,
                                 dynamic_shapes=_rename_shapes(module, shapes), verbose=False,
                                 optimize=True)
     program.save(str(tmp), external_data=False)
 
 
 def _rename_shapes(module, shapes):
-    """dynamic_shapes is keyed by forward's argument name, which varies between blocks."""
+    """dynamic_shapes is keyed by forward's argument names, which vary between blocks."""
     if not shapes:
         return None
     import inspect
 
-    first = next(iter(inspect.signature(module.forward).parameters))
-    return {first: shapes["x"]}
+    names = list(inspect.signature(module.forward).parameters)
+    return dict(zip(names, shapes))
 
 
 def _read_opset(path: Path) -> tuple[int, object]:

@@ -22,17 +22,22 @@ from attn_export.export.check import checked_onnx, op_types
 from attn_export.export.onnx_from_torch import (
     DEFAULT_EXPORTER,
     INPUT_NAME,
-    OUTPUT_NAME,
     check_opset,
     dynamic_dims,
     exporter_versions,
+    io_names,
     onnx_from_torch,
 )
 from attn_export.export.simplified_onnx import DEFAULT_SIMPLIFIER, SIMPLIFIERS, simplified_onnx
 from attn_export.modules.registry import block_info
 from attn_export.runtime.compare import compare
 from attn_export.runtime.golden import Golden, GoldenCase, save_golden
-from attn_export.runtime.inputs import extra_shapes, load_user_inputs, standard_cases
+from attn_export.runtime.inputs import (
+    extra_feeds,
+    extra_shapes,
+    load_user_inputs,
+    standard_cases,
+)
 from attn_export.runtime.validate import Row, validate_runner
 
 DEFAULT_SPATIAL = (32, 32)
@@ -153,15 +158,18 @@ def golden_from_torch(module, req: ExportRequest) -> Golden:
     cases += load_user_inputs(req.inputs, req.channels)
     dims = dynamic_dims(req.dynamic)
     accepted = tuple(None if i in dims else d for i, d in enumerate(req.input_shape))
-    runner = TorchRunner(module, [INPUT_NAME], [OUTPUT_NAME], [accepted])
+    input_names, output_names, extras = io_names(module)  # several for dia, sca
+    runner = TorchRunner(module, input_names, output_names,
+                         [accepted, *((accepted[0], *shape) for shape in extras.values())])
     golden_cases = []
-    for name, array in cases:
-        outputs = runner.infer({INPUT_NAME: array})
+    for i, (name, array) in enumerate(cases):
+        feed = {INPUT_NAME: array, **extra_feeds(extras, array.shape[0], req.seed + 100 + i)}
+        outputs = runner.infer(feed)
         bad = [k for k, v in outputs.items() if not np.isfinite(v).all()]
         if bad:
             raise ExportError(f"{req.block}: PyTorch output {bad[0]} is not finite on input "
                               f"{name}; the block divides by a vanishing statistic")
-        golden_cases.append(GoldenCase(name, {INPUT_NAME: array}, outputs))
+        golden_cases.append(GoldenCase(name, feed, outputs))
     return Golden(golden_cases, {"block": req.block, "cases": [c.name for c in golden_cases],
                                  "input_shape": list(req.input_shape), "dynamic": req.dynamic,
                                  "opset": req.opset, "precision": "fp32"})

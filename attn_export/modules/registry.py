@@ -253,6 +253,95 @@ BLOCKS: dict[str, BlockInfo] = {
                "reference_geometry": True},
     ),
     # -- end of issue 13, first half --
+    # --- issue 13, second half of the catalog (tier 2 and 3) ---
+    "ema": BlockInfo(
+        family="efficient_multiscale_attention", reference="EMAReference", deploy="EMA", tier=2,
+        paper="Efficient Multi-Scale Attention Module with Cross-Spatial Learning "
+        "(ICASSP 2023, arXiv:2305.13563)",
+        hazards=("H2", "H11"),
+        extra={"forbidden_ops": ("AveragePool", "GlobalAveragePool", "Transpose", "Concat",
+                                 "Split", "Shape", "Gather")},
+    ),
+    "shuffle_attention": BlockInfo(
+        family="shuffle_attention", reference="ShuffleAttentionReference",
+        deploy="ShuffleAttention", tier=2,
+        paper="SA-Net: Shuffle Attention for Deep Convolutional Neural Networks "
+        "(ICASSP 2021, arXiv:2102.00240)",
+        hazards=("H4", "H11"), default_channels=128,
+        extra={"forbidden_ops": ("Shape", "Transpose", "Reshape", "Concat", "Slice",
+                                 "GlobalAveragePool", "AveragePool")},
+    ),
+    "criss_cross": BlockInfo(
+        family="criss_cross", reference="CrissCrossAttentionReference",
+        deploy="CrissCrossAttention", tier=2,
+        paper="CCNet: Criss-Cross Attention for Semantic Segmentation "
+        "(ICCV 2019, arXiv:1811.11721)",
+        hazards=("H11", "H12"),
+        extra={"forbidden_ops": ("Shape", "Reshape", "Concat", "Gather", "Expand", "Tile",
+                                 "ConstantOfShape", "Softmax", "Einsum"),
+               "memory": "N*H*W*(H+W) attention weights; refused above max_attention_mb=1024"},
+    ),
+    "psa_p": BlockInfo(
+        family="polarized_self_attention", reference="PSAPReference", deploy="PSAP", tier=2,
+        paper="Polarized Self-Attention: Towards High-quality Pixel-wise Regression, parallel "
+        "(Neurocomputing 2022, arXiv:2107.00782)",
+        hazards=("H4", "H8", "H11", "F1"),
+        extra={"forbidden_ops": ("Shape", "Reshape", "Transpose", "GlobalAveragePool",
+                                 "AveragePool", "Einsum", "Softmax", "Gather", "MatMul"),
+               "memory": "linear in H*W: no HW x HW matrix, (N, C/2, 1) + (N, 1, H*W) weights"},
+    ),
+    "psa_s": BlockInfo(
+        family="polarized_self_attention", reference="PSASReference", deploy="PSAS", tier=2,
+        paper="Polarized Self-Attention: Towards High-quality Pixel-wise Regression, sequential "
+        "(Neurocomputing 2022, arXiv:2107.00782)",
+        hazards=("H4", "H8", "H9", "H11", "F1"),
+        extra={"forbidden_ops": ("Shape", "Reshape", "Transpose", "GlobalAveragePool",
+                                 "AveragePool", "Einsum", "Softmax", "Gather", "MatMul"),
+               "memory": "linear in H*W: no HW x HW matrix, (N, C/2, 1) + (N, 1, H*W) weights"},
+    ),
+    "bilinear": BlockInfo(
+        family="bilinear_attention", reference="BilinearAttentionReference",
+        deploy="BilinearAttention", tier=3,
+        paper="Bilinear Attention Networks for Person Retrieval (ICCV 2019)",
+        hazards=("H4", "H11"),
+        extra={"forbidden_ops": ("Shape", "Reshape", "Transpose", "AveragePool",
+                                 "GlobalAveragePool", "MatMul", "Concat")},
+    ),
+    "soca": BlockInfo(
+        family="second_order_channel_attention", reference="SOCAReference", deploy="SOCA",
+        tier=3, paper="Second-order Attention Network for Single Image Super-Resolution "
+        "(CVPR 2019)",
+        hazards=("H6", "H12", "F1"),
+        extra={"forbidden_ops": ("Shape", "Gather", "ConstantOfShape", "Expand", "Tile", "If",
+                                 "Loop", "Range", "Where"),
+               "memory": "N*C*C covariance (+ N*H*C*C partial products); maps >= 1000 px "
+               "are refused (published crop)"},
+    ),
+    "residual_attention": BlockInfo(
+        family="residual_attention", reference="ResidualAttentionReference",
+        deploy="ResidualAttention", tier=2,
+        paper="Residual Attention Network for Image Classification (CVPR 2017, arXiv:1704.06904)",
+        default_channels=16,
+        extra={"forbidden_ops": ("Upsample", "AveragePool", "GlobalAveragePool"),
+               "reference_geometry_hook": "reference_geometry"},
+    ),
+    "dia": BlockInfo(
+        family="dense_implicit_attention", reference="DIAReference", deploy="DIA", tier=3,
+        paper="DIANet: Dense-and-Implicit Attention Network (AAAI 2020, arXiv:1905.10671)",
+        hazards=("H4", "H11", "H12"), sources=("stage",),
+        extra={"forbidden_ops": ("GlobalAveragePool", "AveragePool", "Shape", "Split",
+                                 "Gather", "Concat"),
+               "inputs": ("input", "h", "c"), "outputs": ("output", "h_out", "c_out")},
+    ),
+    "sca": BlockInfo(
+        family="sca_cnn", reference="SCAReference", deploy="SCA", tier=3,
+        paper="SCA-CNN: Spatial and Channel-wise Attention in Convolutional Networks for Image "
+        "Captioning (CVPR 2017, arXiv:1611.05594); the paper's equations, no PyTorch original",
+        hazards=("H11", "F1"),
+        extra={"forbidden_ops": ("Shape", "Transpose", "Gather", "Concat"),
+               "inputs": ("input", "state"), "outputs": ("output",)},
+    ),
+    # --- end of the issue-13 (second half) group ---
 }
 
 

@@ -71,3 +71,13 @@ def load_user_inputs(paths: Iterable[str | Path], channels: int) -> list[tuple[s
             )
         cases.append((f"{Path(path).stem}@{format_shape(array.shape)}", array.astype(np.float32)))
     return cases
+
+
+def extra_feeds(shapes: dict[str, tuple[int, ...]], batch: int, seed: int) -> dict[str, np.ndarray]:
+    """N(0, 1) values for a block's inputs after the map (an LSTM or decoder state), batch first.
+
+    Blocks with several inputs (``dia``, ``sca``) get their state inputs from here for every
+    validation case, seeded so golden files reproduce.
+    """
+    return {name: make_input("normal", (batch, *shape), seed + i)
+            for i, (name, shape) in enumerate(shapes.items())}

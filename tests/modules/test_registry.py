@@ -1,10 +1,13 @@
 """Every registry entry can be built, run and swapped (STYLE 7: timm once shipped one that
 could not be constructed)."""
 
+import importlib
+
 import pytest
 import torch
 
 from attn_export.errors import BlockConfigError, UnknownBlockError
+from attn_export.export.onnx_from_torch import io_names
 from attn_export.modules.factory import create_block
 from attn_export.modules.registry import BLOCKS, SHAPE_MODES, block_class, block_info, list_blocks
 from attn_export.modules.swap import to_deploy
@@ -17,9 +20,15 @@ def _kwargs(name):
     return {"input_size": (9, 11)} if BLOCKS[name].needs_geometry else {}
 
 
-def _reference_kwargs(name):
-    """rga's published in_spatial fixes the reference form's geometry too."""
-    return _kwargs(name) if BLOCKS[name].extra.get("reference_geometry") else {}
+def _reference_kwargs(name, input_size):
+    """Constructor sizes a reference form fixes: rga's published in_spatial (its input_size), or
+    residual_attention's upsampling sizes (a hook in its module computes them)."""
+    info = BLOCKS[name]
+    hook = info.extra.get("reference_geometry_hook")
+    if hook is not None:
+        return getattr(importlib.import_module(f"attn_export.modules.{info.family}"),
+                       hook)(input_size)
+    return {"input_size": input_size} if info.extra.get("reference_geometry") else {}
 
 
 @pytest.mark.parametrize("name", list_blocks())
@@ -32,26 +41,35 @@ def test_entry_metadata_is_consistent(name):
         assert info.refusal, f"{name} refuses a shape mode without saying why"
 
 
+def _inputs(block, x):
+    """The map, then seeded states for blocks with more inputs (dia: h, c; sca: the state)."""
+    return (x, *(torch.randn(x.shape[0], *s) for s in io_names(block)[2].values()))
+
+
 @pytest.mark.parametrize("name", list_blocks())
 def test_both_forms_build_run_and_swap(name):
     c = channels_for(name)
     torch.manual_seed(0)
-    ref = create_block(name, c, "reference", **_reference_kwargs(name)).eval()
-    x = torch.randn(2, c, 9, 11)
+    ref = create_block(name, c, "reference", **_reference_kwargs(name, (9, 11))).eval()
+    args = _inputs(ref, torch.randn(2, c, 9, 11))
     with torch.no_grad():
-        expected = ref(x)
+        expected = ref(*args)
         deployed = to_deploy(ref, **_kwargs(name)).eval()
         assert type(deployed) is block_class(name, "deploy")
         assert set(deployed.state_dict()) == set(ref.state_dict())
-        torch.testing.assert_close(deployed(x), expected, atol=1e-5, rtol=1e-4)
-    assert expected.shape == x.shape
+        torch.testing.assert_close(deployed(*args), expected, atol=1e-5, rtol=1e-4)
+    first = expected[0] if isinstance(expected, tuple) else expected
+    assert first.shape == args[0].shape
 
 
-@pytest.mark.parametrize("name", list_blocks())
+SINGLE_INPUT = [n for n in list_blocks() if "inputs" not in BLOCKS[n].extra]
+
+
+@pytest.mark.parametrize("name", SINGLE_INPUT)  # multi-input blocks: their own stage tests
 def test_to_deploy_swaps_inside_a_network(name):
     c = channels_for(name)
     net = torch.nn.Sequential(torch.nn.Conv2d(3, c, 3, padding=1),
-                              create_block(name, c, "reference", **_reference_kwargs(name)),
+                              create_block(name, c, "reference", **_reference_kwargs(name, (9, 11))),
                               torch.nn.ReLU()).eval()
     x = torch.randn(1, 3, 9, 11)
     with torch.no_grad():
