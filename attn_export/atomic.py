@@ -24,8 +24,9 @@ Two levels:
   report records every artefact's sha256, and ``attn-export validate`` refuses a model and golden
   file that do not belong together.
 
-  Writers are serialized per folder by :func:`folder_lock` (``fcntl.flock`` on ``FOLDER/.attn-
-  export.lock``, present only while held), which :class:`ArtefactSet` takes for its whole life.
+  Writers are serialized per folder by :func:`folder_lock` (``fcntl.flock`` on
+  ``FOLDER/.attn-export.lock``, present only while held), which :class:`ArtefactSet` takes for
+  its whole life.
   The lock is re-entrant within a process, so a command can hold it across several sets (export,
   then the precision graph that reads the export) and a second process waits, with a message,
   until the first one is done. We wait rather than refuse: two runs into one folder are usually a
@@ -69,8 +70,16 @@ FAULT_ENV = "ATTN_EXPORT_FAULT_AT"
 process sends itself a real SIGINT there, so tests can interrupt every stage deterministically."""
 
 
-class OutputError(AttnExportError, OSError):
-    """The output folder cannot take the files: no space, read-only, no permission."""
+class OutputError(AttnExportError):
+    """The output folder cannot take the files: no space, read-only, no permission.
+
+    ``errno`` keeps the cause, so a set staging a file through :func:`write_atomic` can restate
+    the error for the folder the user named rather than the staging folder.
+    """
+
+    def __init__(self, message: str, errno_code: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno_code
 
 
 def fault_point(name: str) -> None:
@@ -83,18 +92,21 @@ def fault_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGINT)
 
 
-def output_error(exc: OSError, folder: Path, what: str = "") -> OutputError:
+def output_error(exc: OSError | OutputError, folder: Path, what: str = "") -> OutputError:
     """One line for an OSError met while writing into ``folder``: what happened and the fix."""
+    code = exc.errno
     target = f" {what}" if what else ""
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return OutputError(f"no space left on the device of {folder} while writing{target}; "
-                           "free some space or choose another --output-dir (nothing was changed)")
-    if exc.errno == errno.EROFS:
-        return OutputError(f"{folder} is on a read-only filesystem; choose another --output-dir")
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return OutputError(f"no permission to write in {folder}; choose another --output-dir")
-    return OutputError(f"cannot write{target} in {folder}: {exc.strerror or exc}; "
-                       "choose another --output-dir")
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        message = (f"no space left on the device of {folder} while writing{target}; free some "
+                   "space or choose another --output-dir (nothing was changed)")
+    elif code == errno.EROFS:
+        message = f"{folder} is on a read-only filesystem; choose another --output-dir"
+    elif code in (errno.EACCES, errno.EPERM):
+        message = f"no permission to write in {folder}; choose another --output-dir"
+    else:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        message = f"cannot write{target} in {folder}: {why}; choose another --output-dir"
+    return OutputError(message, code)
 
 
 def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
@@ -293,7 +305,7 @@ class ArtefactSet:
         try:
             write(staged)
             os.chmod(staged, 0o666 & ~_umask())
-        except OSError as exc:
+        except (OSError, OutputError) as exc:  # OutputError: a nested write_atomic in staging
             raise output_error(exc, self.folder, name) from None
         if name not in self._names:
             self._names.append(name)

@@ -101,6 +101,10 @@ def export_command(block, opset, exporter, dynamic, simplifier, channels, input_
         dynamic=dynamic, simplifier=simplifier, variant=variant, kwargs=kwargs,
         output_dir=output_dir, inputs=[Path(p) for p in inputs], seed=seed))
     check_request(req)  # every refusal before the folder is even created
+    if calib_data is not None:
+        from attn_export.export.preflight import check_calibration_dir
+
+        check_calibration_dir(calib_data)
     with folder_lock(req.output_dir, on_wait=_say_waiting):  # export, precision, engine: one writer
         result = export_block(req, on_wait=_say_waiting)
         _after_export(result, block, variant, opset, exporter, dynamic, simplifier, precision,

@@ -303,6 +303,7 @@ def build_report(req, rows, timings, raw_ops, final_ops, onnx_path, golden_path)
         "block": req.block,
         "variant": req.variant,
         "channels": req.channels,
+        "seed": req.seed,
         "kwargs": {k: list(v) if isinstance(v, tuple) else v for k, v in req.kwargs.items()},
         "opset": req.opset,
         "exporter": req.exporter,

@@ -149,3 +149,23 @@ def check_memory(block: str, shape: tuple[int, ...], dynamic: str) -> None:
 
 def _gib(n: float) -> str:
     return f"{n / 2**30:.1f} GiB" if n >= 2**28 else f"{n / 2**20:.0f} MiB"
+
+
+def check_calibration_dir(folder) -> None:
+    """Refuse NaN/inf/complex calibration files before the export starts, not after it."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from attn_export.errors import ValidationError
+    from attn_export.runtime.inputs import check_real_finite
+
+    for path in sorted(p for p in Path(folder).iterdir() if p.suffix in (".npy", ".npz")):
+        try:
+            loaded = np.load(str(path), allow_pickle=False)
+        except (OSError, ValueError, EOFError):
+            raise ValidationError(f"cannot read calibration file {path}: expected arrays saved "
+                                  "with numpy.save / numpy.savez") from None
+        arrays = {k: loaded[k] for k in loaded.files} if hasattr(loaded, "files") else {"": loaded}
+        for key, array in arrays.items():
+            check_real_finite(array, f"calibration file {path}" + (f" [{key}]" if key else ""))
