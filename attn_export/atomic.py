@@ -240,11 +240,6 @@ def _acquire(folder: Path, on_wait: Callable[[str], None] | None) -> int:
     return fd
 
 
-def holds_lock(folder: str | Path) -> bool:
-    with _held_guard:
-        return os.path.realpath(folder) in _held
-
-
 # -- the transaction ----------------------------------------------------------------------------
 
 class ArtefactSet:

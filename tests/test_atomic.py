@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +23,8 @@ from attn_export.atomic import (
     recover,
     staging_folders,
 )
+
+ROOT = str(Path(__file__).resolve().parents[1])  # the checkout under test, for the subprocesses
 
 
 def _old_set(folder):
@@ -79,7 +82,7 @@ _CHILD = textwrap.dedent("""
 ])
 def test_a_real_sigint_at_each_step_leaves_one_complete_set(tmp_path, point, expect_new):
     _old_set(tmp_path)
-    env = dict(os.environ, **{FAULT_ENV: point}, PYTHONPATH=os.getcwd())
+    env = dict(os.environ, **{FAULT_ENV: point}, PYTHONPATH=ROOT)
     proc = subprocess.run([sys.executable, "-c", _CHILD, str(tmp_path)], env=env,
                           capture_output=True, text=True, timeout=60)
     assert "interrupted" in proc.stdout, proc.stderr  # the signal really arrived
@@ -123,7 +126,7 @@ _HOLDER = textwrap.dedent("""
 def test_a_second_writer_waits_for_the_lock_and_says_so(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(tmp_path), "1.5"],
                               stdout=subprocess.PIPE, text=True,
-                              env=dict(os.environ, PYTHONPATH=os.getcwd()))
+                              env=dict(os.environ, PYTHONPATH=ROOT))
     try:
         assert holder.stdout.readline().strip() == "locked"
         messages = []

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -18,6 +19,7 @@ from attn_export.atomic import FAULT_ENV, LOCK_NAME, sha256_file, staging_folder
 from attn_export.cli import main
 
 CLI = [sys.executable, "-c", "from attn_export.cli import main; main()"]
+ROOT = str(Path(__file__).resolve().parents[1])  # the checkout under test, for the subprocesses
 
 
 def _run(*args, env=None):
@@ -121,13 +123,14 @@ def _in_private_tmpfs(tmp_path, size, script):
         pytest.skip("unshare(1) is not installed")
     mount = tmp_path / "mnt"
     mount.mkdir()
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size=1m tmpfs {mount}"],
+                           capture_output=True, text=True, timeout=60)
+    if probe.returncode != 0:
+        pytest.skip(f"a private mount namespace with a tmpfs is not permitted here: "
+                    f"{probe.stderr.strip() or probe.returncode}")
     full = f"set -e; M={mount}; mount -t tmpfs -o size={size} tmpfs $M; set +e; {script}"
-    proc = subprocess.run(["unshare", "-m", "sh", "-c", full], capture_output=True, text=True,
-                          timeout=300, env=dict(os.environ, PYTHONPATH=os.getcwd()))
-    if proc.returncode != 0 and ("Operation not permitted" in proc.stderr
-                                 or "unshare failed" in proc.stderr):
-        pytest.skip(f"private mount namespaces are not permitted here: {proc.stderr.strip()}")
-    return proc
+    return subprocess.run(["unshare", "-m", "sh", "-c", full], capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, PYTHONPATH=ROOT))
 
 
 def test_cross_device_target_exports_and_validates(tmp_path):
@@ -159,7 +162,7 @@ def test_full_disk_is_one_line_and_leaves_nothing(tmp_path):
 
 def test_two_concurrent_exports_serialize_and_leave_one_consistent_set(tmp_path):
     folder = tmp_path / "se"
-    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    env = dict(os.environ, PYTHONPATH=ROOT)
     procs = [subprocess.Popen([*CLI, "se", "--channels", "16", "--seed", str(seed),
                                "--output-dir", str(folder)], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for seed in (3, 4)]
