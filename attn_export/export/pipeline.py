@@ -172,9 +172,11 @@ def golden_from_torch(module, req: ExportRequest) -> Golden:
         outputs = runner.infer({INPUT_NAME: array})
         bad = [k for k, v in outputs.items() if not np.isfinite(v).all()]
         if bad:  # inputs are finite (load_user_inputs refuses others): the block itself overflowed
+            tiny = "; a map of one pixel has no spatial statistics: use H*W >= 2" \
+                if array.shape[2] * array.shape[3] == 1 else ""
             raise ExportError(f"{req.block}: PyTorch output {bad[0]} is not finite on the finite "
                               f"input {name}; the block overflows or divides by a vanishing "
-                              "statistic at this input")
+                              f"statistic at this input{tiny}")
         golden_cases.append(GoldenCase(name, {INPUT_NAME: array}, outputs))
     return Golden(golden_cases, {"block": req.block, "cases": [c.name for c in golden_cases],
                                  "input_shape": list(req.input_shape), "dynamic": req.dynamic,
