@@ -13,11 +13,12 @@ Two levels:
 
   1. every staged file is fsynced and a journal (``COMMIT.json``: what moves, what is removed) is
      written atomically into the staging folder: from here on the set is decided;
-  2. the files are renamed into place with SIGINT/SIGTERM deferred (a Ctrl-C lands after the last
-     rename, not between two of them), stale files of the previous set are removed;
+  2. the files are renamed into place and stale files of the previous set removed; SIGINT and
+     SIGTERM are deferred through steps 1-3 (a Ctrl-C lands after the last rename, not between
+     two of them);
   3. the journal and the staging folder are removed.
 
-  An exception or Ctrl-C before step 1 discards the staging folder: the previous set is intact
+  An exception or Ctrl-C before the commit discards the staging folder: the previous set is intact
   and nothing new appears. A process killed outright (SIGKILL, power loss) during step 2 leaves
   the journal; the next :class:`ArtefactSet` on that folder finishes those renames first (roll
   forward), so the folder again holds one complete set. Readers never need the journal: the
@@ -261,6 +262,7 @@ class ArtefactSet:
         self._staging: Path | None = None
         self._lock: contextlib.AbstractContextManager | None = None
         self.committed = False
+        self._decided = False
 
     def __enter__(self) -> ArtefactSet:
         self._lock = folder_lock(self.folder, self._on_wait)
@@ -281,7 +283,9 @@ class ArtefactSet:
             if exc_type is None and not self.committed:
                 self.commit()
         finally:
-            if self._staging is not None and not self.committed:
+            # once the journal is written the set is decided: a commit that failed midway keeps
+            # its staging folder so the next writer rolls it forward (see recover)
+            if self._staging is not None and not self.committed and not self._decided:
                 shutil.rmtree(self._staging, ignore_errors=True)
             assert self._lock is not None
             self._lock.__exit__(None, None, None)
@@ -330,17 +334,18 @@ class ArtefactSet:
         """Move every staged file into place (see the module docstring); returns the final paths."""
         assert self._staging is not None
         staging = self._staging
-        try:
-            for name in self._names:
-                _fsync(staging / name)
-            journal = {"moves": self._names, "remove": [n for n in self.remove
-                                                        if n not in self._names]}
-            write_text_atomic(staging / JOURNAL_NAME, json.dumps(journal))
-            _fsync(staging)
-        except OSError as exc:
-            raise output_error(exc, self.folder) from None
-        fault_point("commit:journal")
-        with _signals_deferred():
+        with _signals_deferred():  # a Ctrl-C from here on lands after the set did
+            try:
+                for name in self._names:
+                    _fsync(staging / name)
+                journal = {"moves": self._names, "remove": [n for n in self.remove
+                                                            if n not in self._names]}
+                write_text_atomic(staging / JOURNAL_NAME, json.dumps(journal))
+                _fsync(staging)
+            except (OSError, OutputError) as exc:
+                raise output_error(exc, self.folder) from None
+            self._decided = True
+            fault_point("commit:journal")
             _roll_forward(self.folder, staging, journal, midway=fault_point)
             self.committed = True
         return [self.folder / n for n in self._names]
