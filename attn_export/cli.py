@@ -73,7 +73,8 @@ def main() -> None:
               help="Extra validation input (.npy, NCHW), repeatable.")
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where to write BLOCK.onnx, BLOCK.golden.npz, report.json [exports/BLOCK].")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
+              help="Seed of the weights, validation inputs and calibration samples (0..2**32-1).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32",
               show_default=True, help="Also write BLOCK.fp16.onnx / BLOCK.int8.onnx (Q/DQ) and "
               "validate it on ONNX Runtime CPU; the engine's precision with --engine.")
@@ -92,17 +93,38 @@ def export_command(block, opset, exporter, dynamic, simplifier, channels, input_
                    quantize_gates, target_trt):
     """Export BLOCK to ONNX, simplify, check, and validate it against PyTorch."""
     block_info(block)  # unknown names fail here, before torch is imported
-    from attn_export.export.pipeline import ExportRequest, export_block
-    from attn_export.runtime.validate import format_table
+    from attn_export.atomic import folder_lock
+    from attn_export.export.pipeline import ExportRequest, export_block, resolve
+    from attn_export.export.preflight import check_request
 
     if engine:  # fail before the export, not after it, on a machine without TensorRT
         from attn_export.runtime.tensorrt_runner import import_tensorrt
 
         import_tensorrt()
-    result = export_block(ExportRequest(
+    req = resolve(ExportRequest(
         block=block, channels=channels, input_shape=input_shape, opset=opset, exporter=exporter,
         dynamic=dynamic, simplifier=simplifier, variant=variant, kwargs=kwargs,
         output_dir=output_dir, inputs=[Path(p) for p in inputs], seed=seed))
+    check_request(req)  # every refusal before the folder is even created
+    if calib_data is not None:
+        from attn_export.export.preflight import check_calibration_dir
+
+        check_calibration_dir(calib_data)
+    with folder_lock(req.output_dir, on_wait=_say_waiting):  # export, precision, engine: one writer
+        result = export_block(req, on_wait=_say_waiting)
+        _after_export(result, block, variant, opset, exporter, dynamic, simplifier, precision,
+                      engine, calib_data, quantize_gates, target_trt, seed)
+
+
+def _say_waiting(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _after_export(result, block, variant, opset, exporter, dynamic, simplifier, precision, engine,
+                  calib_data, quantize_gates, target_trt, seed) -> None:
+    """Print the export's table, then add the precision graph and the engine, if asked."""
+    from attn_export.runtime.validate import format_table
+
     r = result.report
     click.echo(f"{block} ({variant}) -> {result.onnx_path}  opset {opset}, {exporter}, "
                f"dynamic={dynamic}, {r['graph']['nodes_exported']} -> "
@@ -127,13 +149,14 @@ def _reduced_precision(onnx_path, golden_path, precision, calib_data, quantize_g
     """Write and validate BLOCK.fp16.onnx / BLOCK.int8.onnx; exit 1 beyond tolerance."""
     import warnings
 
-    from attn_export.export.precision import precision_onnx_from_export
+    from attn_export.export.precision import precision_set_from_export
     from attn_export.runtime.validate import format_table
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        out = precision_onnx_from_export(onnx_path, golden_path, precision, calib_data,
-                                         quantize_gates, target_trt or _installed_trt(), seed=seed)
+        out = precision_set_from_export(
+            onnx_path, golden_path, precision, on_wait=_say_waiting, calib_data=calib_data,
+            quantize_gates=quantize_gates, trt_version=target_trt or _installed_trt(), seed=seed)
     echo_warnings(caught)
     click.echo(f"{precision} graph -> {out.path}  ({len(out.kept_float)} nodes kept float"
                + (f"; {out.quantization.describe()}" if out.quantization else "")
@@ -141,22 +164,8 @@ def _reduced_precision(onnx_path, golden_path, precision, calib_data, quantize_g
     for note in out.plan.notes:
         click.echo(f"TensorRT {'.'.join(map(str, out.plan.trt_version))} plan: {note}")
     click.echo(format_table(out.rows))
-    from attn_export.export.pipeline import add_to_report
-
-    add_to_report(Path(onnx_path).parent / "report.json", precision, {
-        "file": out.path.name, "passed": out.passed, "calibration": out.calibration,
-        "kept_float": len(out.kept_float), "plan_notes": list(out.plan.notes),
-        **_int8_report(out.quantization), "metrics": [r.to_dict() for r in out.rows]})
     if not out.passed:
         fail(f"{out.path} differs from PyTorch beyond the {precision} tolerance (see the table)")
-
-
-def _int8_report(quant) -> dict:
-    """What report.json says of a Q/DQ graph: how many nodes and what share of MACs are INT8."""
-    if quant is None:
-        return {}
-    return {"quantized_nodes": len(quant.quantized), "int8_macs": quant.macs.int8,
-            "total_macs": quant.macs.total, "int8_mac_share": round(quant.macs.int8_share, 4)}
 
 
 def _installed_trt() -> str:
@@ -251,16 +260,22 @@ def validate_command(model: Path, golden: Path, precision: str | None) -> None:
     """Check MODEL (.onnx or TensorRT .engine) against the golden outputs (needs no torch)."""
     from attn_export.export.precision import validation_runner
     from attn_export.runtime.golden import load_golden
+    from attn_export.runtime.provenance import provenance_note
     from attn_export.runtime.validate import format_table, validate_runner
 
     runner, inferred = validation_runner(model)  # a missing or truncated file fails here
     precision = precision or inferred
     gold = load_golden(golden)
+    note = provenance_note(model, golden, gold)  # refuses a pair of two different blocks
+    if note:
+        click.echo(f"note: {note}", err=True)
     with runner:
         rows = validate_runner(runner, gold, precision)
     click.echo(format_table(rows))
     if not all(r.comparison.passed for r in rows):
-        fail(f"{model} differs from the golden outputs beyond the {precision} tolerance")
+        made_for = f" (the golden file was written for {gold.meta['block']!r})" \
+            if gold.meta.get("block") else ""
+        fail(f"{model} differs from the golden outputs beyond the {precision} tolerance{made_for}")
 
 
 @main.command("build")

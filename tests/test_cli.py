@@ -99,7 +99,7 @@ def _assert_clean_failure(result, match, code=1):
 
 
 @pytest.mark.parametrize("args,match", [
-    (["cbma"], "unknown block 'cbma'; expected one of: "),
+    (["cbma"], "unknown block 'cbma'; did you mean cbam? expected one of: "),
     (["cbam", "--opset", "9"], "opset 9 is out of range; expected 11..21"),
     (["cbam", "--channels", "4"], "bottleneck of 0 channels"),
     (["cbam", "--set", "kernel_size=5"], "kernel_size must be 3 or 7"),
@@ -155,7 +155,7 @@ def test_validate_golden_of_another_model(exported, tmp_path):
     other = tmp_path / "se"
     assert _run("se", "--channels", "16", "--output-dir", str(other)).exit_code == 0
     result = _run("validate", str(out / "cbam.onnx"), "--golden", str(other / "se.golden.npz"))
-    _assert_clean_failure(result, "belongs to another model")
+    _assert_clean_failure(result, "they do not belong together")
 
 
 def test_user_inputs_are_validated_too(tmp_path):

@@ -77,3 +77,18 @@ def randomize_norms_and_biases(module: nn.Module, seed: int = 0) -> nn.Module:
             elif getattr(m, "bias", None) is not None and isinstance(m, (nn.Conv2d, nn.Linear)):
                 m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.5)
     return module
+
+
+def assert_matches_float64(module, x, atol: float = 1e-5, rtol: float = 1e-5):
+    """Run ``module`` on ``x`` and compare with the same module in float64: on flat maps (zero
+    variance, zero norms) "finite" is not enough, the value must be the one the maths gives."""
+    import copy
+
+    import torch
+
+    with torch.no_grad():
+        got = module(x)
+        expected = copy.deepcopy(module).double()(x.double())
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got.double(), expected, atol=atol, rtol=rtol)
+    return got

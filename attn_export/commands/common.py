@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import os
 import sys
 
 import click
@@ -22,8 +23,17 @@ def fail(message: str) -> None:
     sys.exit(1)
 
 
+DEBUG_ENV = "ATTN_EXPORT_DEBUG"
+"""Set to 1 to let internal errors (not user errors) show their traceback."""
+
+
 def handle_errors(func):
-    """Turn library errors into one line on stderr and exit code 1, never a traceback."""
+    """Turn library errors into one line on stderr and exit code 1, never a traceback.
+
+    A Ctrl-C says what it left (every multi-file write is an ``ArtefactSet``: discarded, so the
+    folder holds its previous files). Any other exception is our bug, not the user's: one line
+    that says so and where to report it, exit 1; ``ATTN_EXPORT_DEBUG=1`` re-raises it.
+    """
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -32,9 +42,28 @@ def handle_errors(func):
         except AttnExportError as exc:
             fail(str(exc))
         except KeyboardInterrupt:
-            fail("interrupted; no partial file was left behind")
+            fail("interrupted; files being written were discarded, the output folder holds what "
+                 "it held before (or the complete new set, if the interrupt came after it landed)")
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last line of defence is on purpose
+            if os.environ.get(DEBUG_ENV) == "1":
+                raise
+            fail(f"internal error ({_describe(exc)}); this is a bug in attn-export, not in your "
+                 "input: please report it with the command line on the attn-export issue tracker "
+                 f"(set {DEBUG_ENV}=1 to see the traceback)")
 
     return wrapper
+
+
+def _describe(exc: BaseException) -> str:
+    """``TypeError: ... at file.py:123`` (innermost frame): a one-line report is still actionable."""
+    text = str(exc).splitlines()[0][:200] if str(exc) else ""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = f" at {os.path.basename(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno}" if tb else ""
+    return f"{type(exc).__name__}: {text}{where}"
 
 
 def parse_shape(_ctx, _param, value: str | None) -> tuple[int, ...] | None:

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from attn_export.atomic import write_atomic
+from attn_export.atomic import ArtefactSet, write_atomic
 from attn_export.errors import ExportError, ValidationError
 from attn_export.export.precision import graph_kind
 from attn_export.export.precision_plan import PrecisionPlan, plan_precision
@@ -353,13 +353,15 @@ def engine_from_onnx(
     if serialized is None:
         raise ExportError(f"TensorRT {trt.__version__} failed to build {graph_path.name}: "
                           + ("; ".join(logger.errors()[-3:]) or "no reason given"))
-    write_atomic(engine_path, lambda tmp: tmp.write_bytes(bytes(serialized)))
-    sidecar = make_sidecar(engine_path, graph_path, plan, env, profiles, settings,
-                           _network_io(network), build_time, timing_cache,
-                           cache_used and bool(cache_seen),
-                           options or BuildOptions(precision=plan.precision))
-    write_sidecar(engine_path, sidecar)
-    if timing_cache is not None:  # after the sidecar: a cache problem never orphans an engine
+    # the engine and its sidecar are one artefact set: both land, or neither (attn_export.atomic)
+    with ArtefactSet(engine_path.parent) as txn:
+        staged = txn.write(engine_path.name, lambda tmp: tmp.write_bytes(bytes(serialized)))
+        sidecar = make_sidecar(staged, graph_path, plan, env, profiles, settings,
+                               _network_io(network), build_time, timing_cache,
+                               cache_used and bool(cache_seen),
+                               options or BuildOptions(precision=plan.precision))
+        txn.register(write_sidecar(staged, sidecar).name)
+    if timing_cache is not None:  # after the engine set: a cache problem never orphans an engine
         _save_timing_cache(config, timing_cache, cache_seen)
     return sidecar
 

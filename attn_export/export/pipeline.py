@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from attn_export.atomic import write_text_atomic
+from attn_export.atomic import ArtefactSet, fault_point, sha256_file
 from attn_export.errors import AttnExportError, BlockConfigError, ExportError, ShapeModeError
 from attn_export.export.check import checked_onnx, op_types
 from attn_export.export.onnx_from_torch import (
@@ -76,7 +75,10 @@ class ExportResult:
 
 def resolve(req: ExportRequest) -> ExportRequest:
     """Fill defaults and check every option before any work is done."""
+    from attn_export.export.preflight import check_scalars
+
     info = block_info(req.block)
+    check_scalars(req.channels, req.seed)
     check_opset(req.opset, req.exporter)
     dynamic_dims(req.dynamic)
     if req.simplifier not in SIMPLIFIERS:
@@ -97,21 +99,24 @@ def resolve(req: ExportRequest) -> ExportRequest:
                 f"{req.input_shape[1]}; give one or make them equal"
             )
         req.channels = req.input_shape[1]
-    req.channels = req.channels or info.default_channels
+    req.channels = info.default_channels if req.channels is None else req.channels
     req.input_shape = req.input_shape or (1, req.channels, *DEFAULT_SPATIAL)
     req.output_dir = Path(req.output_dir or Path("exports") / req.block)
     return req
 
 
 def prepare_output_dir(path: Path) -> Path:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise AttnExportError(f"cannot create output folder {path}: {exc.strerror}; "
-                              "choose another with --output-dir") from None
-    if not os.access(path, os.W_OK):
-        raise AttnExportError(f"output folder {path} is not writable; choose another with "
-                              "--output-dir")
+    """Refuse an output folder that cannot be written, before any work; it is created only when
+    the artefact set takes its lock, so a refused or interrupted export leaves no empty folder."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise AttnExportError(f"cannot create output folder {path}: {existing} is not a folder; "
+                              "choose another with --output-dir")
+    if not os.access(existing, os.W_OK):
+        raise AttnExportError(f"output folder {path} is not writable ({existing} is read-only "
+                              "or not ours); choose another with --output-dir")
     return path
 
 
@@ -126,7 +131,16 @@ def build_block(req: ExportRequest):
     if info.needs_geometry and (req.variant == "deploy" or info.extra.get("reference_geometry")):
         kwargs.setdefault("input_size", tuple(req.input_shape[2:]))
     torch.manual_seed(req.seed)
-    module = create_block(req.block, req.channels, req.variant, **kwargs)
+    try:
+        module = create_block(req.block, req.channels, req.variant, **kwargs)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        if isinstance(exc, BlockConfigError):
+            raise
+        # torch's own complaint about a value the kind check let through (e.g. a kernel larger
+        # than the map): still the user's input, so one line that names it
+        shown = ", ".join(f"{k}={v!r}" for k, v in req.kwargs.items()) or "the defaults"
+        raise BlockConfigError(f"{req.block} cannot be built with channels={req.channels}, "
+                               f"{shown}: {str(exc).splitlines()[0][:200]}") from None
     randomize_norm_statistics(module, req.seed)
     return module.eval()
 
@@ -166,9 +180,12 @@ def golden_from_torch(module, req: ExportRequest) -> Golden:
         feed = {INPUT_NAME: array, **extra_feeds(extras, array.shape[0], req.seed + 100 + i)}
         outputs = runner.infer(feed)
         bad = [k for k, v in outputs.items() if not np.isfinite(v).all()]
-        if bad:
-            raise ExportError(f"{req.block}: PyTorch output {bad[0]} is not finite on input "
-                              f"{name}; the block divides by a vanishing statistic")
+        if bad:  # inputs are finite (load_user_inputs refuses others): the block itself overflowed
+            tiny = "; a map of one pixel has no spatial statistics: use H*W >= 2" \
+                if array.shape[2] * array.shape[3] == 1 else ""
+            raise ExportError(f"{req.block}: PyTorch output {bad[0]} is not finite on the finite "
+                              f"input {name}; the block overflows or divides by a vanishing "
+                              f"statistic at this input{tiny}")
         golden_cases.append(GoldenCase(name, feed, outputs))
     return Golden(golden_cases, {"block": req.block, "cases": [c.name for c in golden_cases],
                                  "input_shape": list(req.input_shape), "dynamic": req.dynamic,
@@ -190,12 +207,34 @@ def check_simplification(raw: Path, simplified: Path, golden: Golden) -> None:
                                       f"(max abs diff {c.max_abs:.3g}); use --simplifier none")
 
 
-def export_block(req: ExportRequest) -> ExportResult:
-    """Run the whole job for one block; see the module docstring."""
-    from attn_export.runtime.onnxruntime_runner import OnnxRuntimeRunner
+def derived_names(block: str) -> list[str]:
+    """Files derived from BLOCK.onnx that a new export makes stale (their report entries go too)."""
+    return [f"{block}.fp16.onnx", f"{block}.int8.onnx"]
+
+
+def export_block(req: ExportRequest, on_wait=None) -> ExportResult:
+    """Run the whole job for one block as one :class:`~attn_export.atomic.ArtefactSet`: BLOCK.onnx,
+    BLOCK.golden.npz and report.json are staged inside the output folder, validated there, and
+    moved into place together, so an interruption leaves the previous set or nothing new.
+
+    Args:
+        req: the request; see :class:`ExportRequest`.
+        on_wait: called with a message when another process is writing into the same folder.
+    """
+    from attn_export.export.preflight import check_request
 
     req = resolve(req)
+    check_request(req)
     out = prepare_output_dir(req.output_dir)
+    with ArtefactSet(out, remove=derived_names(req.block), on_wait=on_wait) as txn:
+        result = _export_into(req, txn)
+    fault_point("committed")
+    return result
+
+
+def _export_into(req: ExportRequest, txn: ArtefactSet) -> ExportResult:
+    from attn_export.runtime.onnxruntime_runner import OnnxRuntimeRunner
+
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -203,29 +242,71 @@ def export_block(req: ExportRequest) -> ExportResult:
         nonlocal clock
         timings[stage] = round(time.perf_counter() - clock, 3)
         clock = time.perf_counter()
+        fault_point(f"stage:{stage}")
 
     module = build_block(req)
     golden = golden_from_torch(module, req)
     lap("torch")
-    onnx_path = out / f"{req.block}.onnx"
-    with tempfile.TemporaryDirectory(prefix="attn-export-") as tmp:
-        raw = onnx_from_torch(module, req.input_shape, Path(tmp) / "raw.onnx", req.opset,
-                              req.exporter, req.dynamic)
-        raw_ops = op_types(checked_onnx(raw))
-        lap("export")
-        simplified = simplified_onnx(raw, Path(tmp) / "simplified.onnx", req.simplifier)
-        final_ops = op_types(checked_onnx(simplified))
-        check_simplification(raw, simplified, golden)
-        lap("simplify")
-        os.replace(simplified, onnx_path)
-    with OnnxRuntimeRunner(onnx_path) as ort_runner:
+    scratch = txn.scratch()
+    raw = onnx_from_torch(module, req.input_shape, scratch / "raw.onnx", req.opset,
+                          req.exporter, req.dynamic)
+    raw_ops = op_types(checked_onnx(raw))
+    lap("export")
+    simplified = simplified_onnx(raw, scratch / "simplified.onnx", req.simplifier)
+    final_ops = op_types(checked_onnx(simplified))
+    check_simplification(raw, simplified, golden)
+    lap("simplify")
+    onnx_name, golden_name = f"{req.block}.onnx", f"{req.block}.golden.npz"
+    staged_onnx = txn.write(onnx_name, lambda tmp: stamp_onnx(simplified, tmp, req))
+    with OnnxRuntimeRunner(staged_onnx) as ort_runner:
         rows = validate_runner(ort_runner, golden, "fp32")
     lap("validate")
-    golden_path = out / f"{req.block}.golden.npz"
-    save_golden(golden_path, golden)
-    report = build_report(req, rows, timings, raw_ops, final_ops, onnx_path, golden_path)
-    report_path = write_text_atomic(out / "report.json", json.dumps(report, indent=2) + "\n")
-    return ExportResult(onnx_path, golden_path, report_path, rows, report)
+    golden.meta["model_sha256"] = sha256_file(staged_onnx)
+    staged_golden = txn.write(golden_name, lambda tmp: save_golden(tmp, golden))
+    report = build_report(req, rows, timings, raw_ops, final_ops, txn.final_path(onnx_name),
+                          txn.final_path(golden_name))
+    report["sha256"] = {onnx_name: golden.meta["model_sha256"],
+                        golden_name: sha256_file(staged_golden)}
+    keep_derived(report, txn, onnx_name)
+    txn.write_text("report.json", json.dumps(report, indent=2) + "\n")
+    lap("write")
+    return ExportResult(txn.final_path(onnx_name), txn.final_path(golden_name),
+                        txn.final_path("report.json"), rows, report)
+
+
+def keep_derived(report: dict, txn: ArtefactSet, onnx_name: str) -> None:
+    """Carry the precision graphs of the previous export over when BLOCK.onnx came out
+    byte-identical (same block, options and seed): they still derive from it. Otherwise they are
+    stale and the set removes them (``derived_names``) with their report sections."""
+    from attn_export.export.report import read_report
+
+    old = read_report(txn.folder)
+    if old.get("sha256", {}).get(onnx_name) != report["sha256"][onnx_name]:
+        return
+    for precision in ("fp16", "int8"):
+        section = old.get(precision)
+        name = section.get("file") if isinstance(section, dict) else None
+        digest = old["sha256"].get(name or "")
+        if name and digest and (txn.folder / name).is_file() \
+                and sha256_file(txn.folder / name) == digest:
+            report[precision] = section
+            report["sha256"][name] = digest
+            report["passed"] = report["passed"] and section.get("passed", True)
+            txn.remove = [n for n in txn.remove if n != name]
+
+
+def stamp_onnx(source: Path, target: Path, req: ExportRequest) -> None:
+    """Copy the graph with the block it holds in its metadata, so ``validate`` can name the block
+    of a model and of a golden file that do not belong together."""
+    import onnx
+
+    model = onnx.load(str(source), load_external_data=False)
+    for key, value in {"attn_export.block": req.block, "attn_export.variant": req.variant,
+                       "attn_export.channels": str(req.channels)}.items():
+        entry = next((p for p in model.metadata_props if p.key == key), None)
+        entry = entry or model.metadata_props.add(key=key)
+        entry.value = value
+    onnx.save(model, str(target))
 
 
 def build_report(req, rows, timings, raw_ops, final_ops, onnx_path, golden_path) -> dict:
@@ -233,6 +314,7 @@ def build_report(req, rows, timings, raw_ops, final_ops, onnx_path, golden_path)
         "block": req.block,
         "variant": req.variant,
         "channels": req.channels,
+        "seed": req.seed,
         "kwargs": {k: list(v) if isinstance(v, tuple) else v for k, v in req.kwargs.items()},
         "opset": req.opset,
         "exporter": req.exporter,
@@ -252,11 +334,14 @@ def build_report(req, rows, timings, raw_ops, final_ops, onnx_path, golden_path)
     }
 
 
-def add_to_report(report_path: str | Path, key: str, value: Any) -> dict:
-    """Record a later stage (a reduced-precision graph, an engine) in an export's report.json."""
+def add_to_report(report_path: str | Path, key: str, value: Any,
+                  hashes: dict[str, str] | None = None) -> dict:
+    """Record a later stage (a reduced-precision graph, an engine) in an export's report.json,
+    under the folder's lock (see :mod:`attn_export.export.report`)."""
+    from attn_export.export.report import read_report, report_text, report_with
+
     report_path = Path(report_path)
-    report = json.loads(report_path.read_text()) if report_path.is_file() else {}
-    report[key] = value
-    report["passed"] = report.get("passed", True) and value.get("passed", True)
-    write_text_atomic(report_path, json.dumps(report, indent=2) + "\n")
+    with ArtefactSet(report_path.parent) as txn:
+        report = report_with(read_report(report_path.parent), key, value, hashes)
+        txn.write_text(report_path.name, report_text(report))
     return report

@@ -107,7 +107,7 @@ def write_int8_onnx(
                               "float32 BLOCK.onnx")
     inputs = onnx_input_specs(model)
     if calib_data is not None:
-        feeds = calibration_feeds_from_dir(calib_data, inputs)
+        feeds = finite_feeds(calibration_feeds_from_dir(calib_data, inputs), calib_data)
         source = f"{len(feeds)} samples from {calib_data}"
     else:
         shapes = dict(shapes or {})
@@ -122,6 +122,17 @@ def write_int8_onnx(
         source = f"{len(feeds)} seeded synthetic samples (seed {seed}); pass --calib-data"
     path = Path(output_path or precision_onnx_path(onnx_path, "int8"))
     return int8_from_onnx(onnx_path, path, feeds, source, quantize_gates=quantize_gates, **options)
+
+
+def finite_feeds(feeds: Sequence[Feed], source: str | Path) -> list[Feed]:
+    """Refuse calibration (or range-check) data holding NaN/inf: one such value makes every
+    calibrated scale NaN, and the graph then fails validation for a reason that is not its own."""
+    from attn_export.runtime.inputs import check_real_finite
+
+    for i, feed in enumerate(feeds):
+        for name, array in feed.items():
+            check_real_finite(array, f"calibration data {source} (sample {i}, input {name!r})")
+    return list(feeds)
 
 
 @dataclass
@@ -150,6 +161,7 @@ def precision_onnx_from_export(
     trt_version: str = "10.3",
     fp16_mode: str = "typed",
     seed: int = 0,
+    output_path: str | Path | None = None,
 ) -> PrecisionExport:
     """Write BLOCK.fp16.onnx or BLOCK.int8.onnx from an export folder's float32 graph and judge it
     against the golden PyTorch outputs with the precision's tolerance, on ONNX Runtime CPU (FP16
@@ -163,6 +175,7 @@ def precision_onnx_from_export(
         trt_version: the TensorRT the plan targets (recorded; the graph is the same for 10 and 11).
         fp16_mode: see :func:`plan_precision`.
         seed: seed of synthetic calibration samples.
+        output_path: where to write the graph [BLOCK.PRECISION.onnx beside ``onnx_path``].
     """
     from attn_export.runtime.golden import load_golden
     from attn_export.runtime.validate import validate_runner
@@ -178,14 +191,15 @@ def precision_onnx_from_export(
             from attn_export.export.check import load_onnx
             from attn_export.export.profiles import onnx_input_specs
 
-            feeds = calibration_feeds_from_dir(calib_data,
-                                               onnx_input_specs(load_onnx(onnx_path)))
-        conv = write_fp16_onnx(onnx_path, sample_feeds=feeds)
+            feeds = finite_feeds(calibration_feeds_from_dir(
+                calib_data, onnx_input_specs(load_onnx(onnx_path))), calib_data)
+        conv = write_fp16_onnx(onnx_path, output_path, sample_feeds=feeds)
         result = PrecisionExport(conv.path, precision, plan, kept_float=conv.kept_fp32)
         runner = Fp16RoundingRunner(conv.path)
     else:
         shapes = {name: array.shape for name, array in golden.cases[0].inputs.items()}
-        quant = write_int8_onnx(onnx_path, None, calib_data, shapes, quantize_gates, seed=seed)
+        quant = write_int8_onnx(onnx_path, output_path, calib_data, shapes, quantize_gates,
+                                seed=seed)
         result = PrecisionExport(quant.path, precision, plan, calibration=quant.calibration,
                                  kept_float={n: "kept float (gate, GEMV or attention BMM)"
                                              for n in quant.excluded}, quantization=quant)
@@ -205,6 +219,44 @@ def int8_row(row, quant: Int8Quantization):
     if not quant.quantized:
         return replace(row, backend=f"{row.backend} int8 graph, nothing quantized (float)")
     return replace(row, backend=f"{row.backend} int8 ({100 * quant.macs.int8_share:.0f}% MACs)")
+
+
+def int8_report(quant) -> dict:
+    """What report.json says of a Q/DQ graph: how many nodes and what share of MACs are INT8."""
+    if quant is None:
+        return {}
+    return {"quantized_nodes": len(quant.quantized), "int8_macs": quant.macs.int8,
+            "total_macs": quant.macs.total, "int8_mac_share": round(quant.macs.int8_share, 4)}
+
+
+def precision_set_from_export(onnx_path: str | Path, golden_path: str | Path, precision: str,
+                              on_wait=None, **options) -> PrecisionExport:
+    """:func:`precision_onnx_from_export` as one artefact set: BLOCK.PRECISION.onnx is written and
+    validated in the staging folder, then moved into place together with report.json carrying its
+    verdict and sha256; an interruption leaves the folder as it was.
+
+    Args:
+        onnx_path / golden_path / precision: see :func:`precision_onnx_from_export`.
+        on_wait: called with a message when another process is writing into the same folder.
+        **options: the other arguments of :func:`precision_onnx_from_export`.
+    """
+    from attn_export.atomic import ArtefactSet, sha256_file
+    from attn_export.export.report import REPORT_NAME, read_report, report_text, report_with
+
+    onnx_path = Path(onnx_path)
+    folder, name = onnx_path.parent, precision_onnx_path(onnx_path, precision).name
+    with ArtefactSet(folder, on_wait=on_wait) as txn:
+        out = precision_onnx_from_export(onnx_path, golden_path, precision,
+                                         output_path=txn.path(name), **options)
+        staged = txn.register(name)
+        section = {"file": name, "passed": out.passed, "calibration": out.calibration,
+                   "kept_float": len(out.kept_float), "plan_notes": list(out.plan.notes),
+                   "source_sha256": sha256_file(onnx_path), **int8_report(out.quantization),
+                   "metrics": [r.to_dict() for r in out.rows]}
+        report = report_with(read_report(folder), precision, section, {name: sha256_file(staged)})
+        txn.write_text(REPORT_NAME, report_text(report))
+    out.path = folder / name
+    return out
 
 
 def validation_runner(model_path: str | Path):

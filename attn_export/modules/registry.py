@@ -356,9 +356,13 @@ def block_info(name: str) -> BlockInfo:
     try:
         return BLOCKS[name]
     except KeyError:
+        import difflib
+
         valid = ", ".join(list_blocks())
+        near = difflib.get_close_matches(str(name), list_blocks(), n=1, cutoff=0.6)
+        guess = f"did you mean {near[0]}? " if near else ""
         raise UnknownBlockError(
-            f"unknown block {name!r}; expected one of: {valid} (see `attn-export list`)"
+            f"unknown block {name!r}; {guess}expected one of: {valid} (see `attn-export list`)"
         ) from None
 
 

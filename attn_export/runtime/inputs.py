@@ -55,13 +55,10 @@ def format_shape(shape: Iterable[int]) -> str:
 
 
 def load_user_inputs(paths: Iterable[str | Path], channels: int) -> list[tuple[str, np.ndarray]]:
-    """User ``.npy`` maps, checked to be float32-castable NCHW with the block's channel count."""
+    """User ``.npy`` maps, checked to be finite real NCHW with the block's channel count."""
     cases = []
     for path in paths:
-        try:
-            array = np.load(str(path), allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise ValidationError(f"cannot read input {path}: {exc}; expected a .npy file") from None
+        array = read_npy(path, "input")
         if array.ndim == 3:
             array = array[None]
         if array.ndim != 4 or array.shape[1] != channels:
@@ -81,3 +78,41 @@ def extra_feeds(shapes: dict[str, tuple[int, ...]], batch: int, seed: int) -> di
     """
     return {name: make_input("normal", (batch, *shape), seed + i)
             for i, (name, shape) in enumerate(shapes.items())}
+
+
+def read_npy(path: str | Path, what: str) -> np.ndarray:
+    """A real, finite numeric array from a ``.npy`` file, or one line that says what is wrong.
+
+    NaN/inf are refused here, on the way in, so that a non-finite output later can only be the
+    block's doing; complex values are refused rather than silently dropping the imaginary part.
+    """
+    try:
+        array = np.load(str(path), allow_pickle=False)
+    except FileNotFoundError:
+        raise ValidationError(f"{what} {path} does not exist") from None
+    except (OSError, ValueError, EOFError) as exc:
+        why = ("it is not in numpy's .npy format (a text or pickle file renamed .npy?)"
+               if "pickle" in str(exc) or "magic" in str(exc).lower() else str(exc))
+        raise ValidationError(f"cannot read {what} {path}: {why}; expected an array saved with "
+                              "numpy.save") from None
+    if not isinstance(array, np.ndarray):  # an .npz archive
+        array.close()
+        raise ValidationError(f"{what} {path} is an .npz archive; expected one array saved with "
+                              "numpy.save (.npy)")
+    return check_real_finite(array, f"{what} {path}")
+
+
+def check_real_finite(array: np.ndarray, label: str) -> np.ndarray:
+    """Refuse complex, non-numeric and NaN/inf arrays with one line naming ``label``."""
+    if np.iscomplexobj(array):
+        raise ValidationError(f"{label} is complex ({array.dtype}); expected real values: pass "
+                              "the real part explicitly (array.real) if that is what you mean")
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)
+            or array.dtype == np.bool_):
+        raise ValidationError(f"{label} has dtype {array.dtype}; expected a numeric array")
+    if np.issubdtype(array.dtype, np.floating):
+        bad = int((~np.isfinite(array)).sum())
+        if bad:
+            raise ValidationError(f"{label} holds {bad} NaN/inf value(s) of {array.size}; expected "
+                                  "finite values (replace them, e.g. numpy.nan_to_num)")
+    return array

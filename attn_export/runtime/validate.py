@@ -9,7 +9,7 @@ import numpy as np
 
 from attn_export.errors import ModelFileError
 from attn_export.runtime.base import Runner
-from attn_export.runtime.compare import Comparison, compare
+from attn_export.runtime.compare import Comparison, compare, has_spread
 from attn_export.runtime.golden import Golden
 
 
@@ -53,6 +53,7 @@ def validate_runner(runner: Runner, golden: Golden, precision: str = "fp32") -> 
         feed = {k: v.astype(np.dtype(s.dtype)) for k, v in case.inputs.items()
                 for s in runner.input_spec() if s.name == k}
         outputs = runner.infer(feed)
+        judge_gain = all(has_spread(v) for v in case.inputs.values())
         for name, expected in case.outputs.items():
             if name not in outputs:
                 raise ModelFileError(
@@ -60,16 +61,20 @@ def validate_runner(runner: Runner, golden: Golden, precision: str = "fp32") -> 
                     "belongs to another model"
                 )
             actual = outputs[name].astype(np.float32)
-            rows.append(Row(runner.name, case.name, compare(actual, expected, precision, name)))
+            rows.append(Row(runner.name, case.name,
+                            compare(actual, expected, precision, name, judge_gain)))
     return rows
 
 
 def format_table(rows: list[Row]) -> str:
     """The table the CLI prints: one row per backend and case, the tolerance stated once."""
-    header = ("backend", "case", "max abs", "max rel", "mean abs", "cosine", "result")
+    header = ("backend", "case", "max abs", "max rel", "mean abs", "cosine", "rel l2", "gain",
+              "result")
     body = [
         (r.backend, r.case, f"{r.comparison.max_abs:.2e}", f"{r.comparison.max_rel:.2e}",
          f"{r.comparison.mean_abs:.2e}", f"{r.comparison.cosine:.6f}",
+         f"{r.comparison.rel_l2:.2e}",
+         f"{r.comparison.gain:+.1e}" if r.comparison.gain_judged else "-",
          "pass" if r.comparison.passed else
          ("FAIL (non-finite)" if r.comparison.nonfinite else "FAIL"))
         for r in rows
@@ -81,5 +86,6 @@ def format_table(rows: list[Row]) -> str:
     if rows:
         t = rows[0].comparison.tolerance
         lines.append(f"tolerance: |actual - torch| <= {t.atol:g} + {t.rtol:g} * |torch| elementwise"
-                     f", cosine >= {t.min_cosine:g}")
+                     f", cosine >= {t.min_cosine:g}, rel l2 <= {t.max_rel_l2:g}, "
+                     f"|gain| <= {t.max_gain:g}")
     return "\n".join(lines)

@@ -2,7 +2,9 @@
 
 Each crafted graph carries one construct that the support table (attn_export/export/
 trt_support.json) says some versions reject; the test asserts it is flagged exactly for those
-versions and accepted (no error) by the others. Graphs are built with onnx.helper at IR 10:
+versions and accepted (no error) by the others. These expectations restate our table; the ones a
+primary source states (the ONNX-TensorRT parser's operator matrix) are checked independently,
+with the quotes, in test_lint_cited.py. Graphs are built with onnx.helper at IR 10:
 onnx 1.23 writes IR 14 by default, which ONNX Runtime 1.31 cannot read.
 """
 

@@ -12,12 +12,16 @@ def test_identical_arrays_pass_with_zero_error():
 
 
 def test_allclose_semantics_atol_plus_rtol_times_expected():
+    # two probed elements among 10,000 exact ones: the tensor-level rel_l2 bound (2e-5) would
+    # otherwise judge a single element at 0.9 rtol too (it is per tensor, not per element)
     tol = TOLERANCES["fp32"]
-    expected = np.array([0.0, 100.0], dtype=np.float32)
-    inside = expected + np.array([tol.atol * 0.9, tol.atol + tol.rtol * 100 * 0.9])
-    outside = expected + np.array([0.0, (tol.atol + tol.rtol * 100) * 1.5])
-    assert compare(inside.astype(np.float32), expected).passed
-    c = compare(outside.astype(np.float32), expected)
+    expected = np.full(10_000, 100.0, dtype=np.float64)
+    expected[0] = 0.0
+    inside, outside = expected.copy(), expected.copy()
+    inside[:2] += [tol.atol * 0.9, tol.atol + tol.rtol * 100 * 0.9]
+    outside[1] += (tol.atol + tol.rtol * 100) * 1.5
+    assert compare(inside.astype(np.float32), expected.astype(np.float32)).passed
+    c = compare(outside.astype(np.float32), expected.astype(np.float32))
     assert not c.passed and c.worst_index == (1,)
 
 
