@@ -124,7 +124,7 @@ def model_command(network, checkpoint, source, attn, sets, input_shape, dynamic,
 
         import_tensorrt()
     from attn_export.models.export import ModelRequest, check_passed, export_model, format_swaps
-    from attn_export.models.validation import tolerance_note
+    from attn_export.runtime.network_rule import tolerance_note
     from attn_export.runtime.validate import format_table
 
     result = export_model(ModelRequest(
@@ -174,7 +174,7 @@ def _reduced_precision(result, precision, calib_data, target_trt, seed) -> None:
     click.echo(f"{precision} graph -> {e.path}  ({len(e.kept_float)} nodes kept float"
                + (f"; calibration: {e.calibration}" if e.calibration else "") + ")")
     click.echo(format_table(e.rows))
-    from attn_export.models.validation import tolerance_note
+    from attn_export.runtime.network_rule import tolerance_note
 
     if tolerance_note(precision):
         click.echo(tolerance_note(precision))

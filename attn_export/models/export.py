@@ -9,8 +9,6 @@ a network has: building by name or from a user's file, checkpoint layouts, and t
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -158,7 +156,8 @@ def export_model(req: ModelRequest, progress: Progress = lambda _m: None) -> Mod
     import numpy as np
     import torch
 
-    from attn_export.export.pipeline import ExportRequest, prepare_output_dir
+    from attn_export.atomic import ArtefactSet
+    from attn_export.export.pipeline import ExportRequest, derived_names, prepare_output_dir
     from attn_export.models.swap_report import deploy_with_report
 
     card = resolve_model_request(req)
@@ -181,51 +180,59 @@ def export_model(req: ModelRequest, progress: Progress = lambda _m: None) -> Mod
                          opset=req.opset, exporter=req.exporter, dynamic=req.dynamic,
                          simplifier=req.simplifier, output_dir=out, inputs=req.inputs,
                          seed=req.seed)
-    onnx_path, rows, golden_path, ops = _export_stages(deployed, ereq, out, label, lap, progress)
-    report = _report(req, card, ereq, rows, clock["laps"], ops, onnx_path, golden_path,
-                     swaps, network_diff, loaded, deployed)
-    from attn_export.atomic import write_text_atomic
-
-    report_path = write_text_atomic(out / "report.json", json.dumps(report, indent=2) + "\n")
+    # one artefact set, like a block export: NETWORK.onnx, its golden file and report.json land
+    # together or not at all (attn_export.atomic), and stale precision graphs go with them
+    with ArtefactSet(out, remove=derived_names(label)) as txn:
+        onnx_path, rows, golden_path, ops, hashes = _export_stages(deployed, ereq, txn, label,
+                                                                   lap, progress)
+        report = _report(req, card, ereq, rows, clock["laps"], ops, onnx_path, golden_path,
+                         swaps, network_diff, loaded, deployed)
+        report["sha256"] = hashes
+        report_path = txn.final_path("report.json")
+        txn.write_text("report.json", json.dumps(report, indent=2) + "\n")
     return ModelExport(onnx_path, golden_path, report_path, rows, report, swaps,
                        card.task if card else "unknown")
 
 
-def _export_stages(module, ereq, out: Path, label: str, lap, progress):
+def _export_stages(module, ereq, txn, label: str, lap, progress):
     """golden -> export -> check -> simplify -> re-check -> validate: the block pipeline's stages,
-    judged by the network rule (``models/validation.py``)."""
+    judged by the network rule (``runtime/network_rule.py``), staged in ``txn`` (an ArtefactSet)."""
+    from attn_export.atomic import sha256_file
     from attn_export.export.check import checked_onnx, op_types
     from attn_export.export.onnx_from_torch import onnx_from_torch
-    from attn_export.export.pipeline import golden_from_torch
+    from attn_export.export.pipeline import golden_from_torch, stamp_onnx
     from attn_export.export.simplified_onnx import simplified_onnx
-    from attn_export.models.validation import check_network_simplification, judged_as_network
     from attn_export.runtime.golden import save_golden
+    from attn_export.runtime.network_rule import JUDGED_AS_NETWORK, check_network_simplification
     from attn_export.runtime.onnxruntime_runner import OnnxRuntimeRunner
     from attn_export.runtime.validate import validate_runner
 
     progress("running PyTorch on the validation inputs (golden outputs)")
     golden = golden_from_torch(module, ereq)
+    golden.meta["judged_as"] = JUDGED_AS_NETWORK  # `attn-export validate` applies the same rule
     lap("torch")
-    onnx_path = out / f"{label}.onnx"
-    with tempfile.TemporaryDirectory(prefix="attn-export-", dir=out) as tmp:
-        progress(f"exporting to ONNX (opset {ereq.opset}, {ereq.exporter})")
-        raw = onnx_from_torch(module, ereq.input_shape, Path(tmp) / "raw.onnx", ereq.opset,
-                              ereq.exporter, ereq.dynamic)
-        raw_ops = op_types(checked_onnx(raw))
-        lap("export")
-        progress(f"simplifying ({ereq.simplifier}) and checking the simplified graph")
-        simplified = simplified_onnx(raw, Path(tmp) / "simplified.onnx", ereq.simplifier)
-        final_ops = op_types(checked_onnx(simplified))
-        check_network_simplification(raw, simplified, golden)
-        lap("simplify")
-        os.replace(simplified, onnx_path)
+    scratch = txn.scratch()
+    progress(f"exporting to ONNX (opset {ereq.opset}, {ereq.exporter})")
+    raw = onnx_from_torch(module, ereq.input_shape, scratch / "raw.onnx", ereq.opset,
+                          ereq.exporter, ereq.dynamic)
+    raw_ops = op_types(checked_onnx(raw))
+    lap("export")
+    progress(f"simplifying ({ereq.simplifier}) and checking the simplified graph")
+    simplified = simplified_onnx(raw, scratch / "simplified.onnx", ereq.simplifier)
+    final_ops = op_types(checked_onnx(simplified))
+    check_network_simplification(raw, simplified, golden)
+    lap("simplify")
+    onnx_name, golden_name = f"{label}.onnx", f"{label}.golden.npz"
+    staged_onnx = txn.write(onnx_name, lambda tmp: stamp_onnx(simplified, tmp, ereq))
     progress(f"validating ONNX Runtime against PyTorch on {len(golden.cases)} inputs")
-    with OnnxRuntimeRunner(onnx_path) as runner:
-        rows = judged_as_network(validate_runner(runner, golden, "fp32"), golden, "fp32")
+    with OnnxRuntimeRunner(staged_onnx) as runner:
+        rows = validate_runner(runner, golden, "fp32")  # the network rule: see golden.meta
     lap("validate")
-    golden_path = out / f"{label}.golden.npz"
-    save_golden(golden_path, golden)
-    return onnx_path, rows, golden_path, (raw_ops, final_ops)
+    golden.meta["model_sha256"] = sha256_file(staged_onnx)
+    staged_golden = txn.write(golden_name, lambda tmp: save_golden(tmp, golden))
+    hashes = {onnx_name: golden.meta["model_sha256"], golden_name: sha256_file(staged_golden)}
+    return (txn.final_path(onnx_name), rows, txn.final_path(golden_name), (raw_ops, final_ops),
+            hashes)
 
 
 def _report(req, card, ereq, rows, timings, ops, onnx_path, golden_path, swaps, network_diff,

@@ -46,7 +46,12 @@ def check_golden_fits(runner: Runner, golden: Golden) -> None:
 
 
 def validate_runner(runner: Runner, golden: Golden, precision: str = "fp32") -> list[Row]:
-    """Run every golden case through ``runner`` and compare each output with PyTorch's."""
+    """Run every golden case through ``runner`` and compare each output with PyTorch's.
+
+    A whole network's golden file (``meta["judged_as"] == "network"``) is judged by the network
+    rule of :mod:`attn_export.runtime.network_rule`, wherever it is validated (``validate``,
+    ``build``, ``serve``), not only by the command that wrote it.
+    """
     check_golden_fits(runner, golden)
     rows = []
     for case in golden.cases:
@@ -63,6 +68,10 @@ def validate_runner(runner: Runner, golden: Golden, precision: str = "fp32") -> 
             actual = outputs[name].astype(np.float32)
             rows.append(Row(runner.name, case.name,
                             compare(actual, expected, precision, name, judge_gain)))
+    if golden.meta.get("judged_as") == "network":  # written by `attn-export model`
+        from attn_export.runtime.network_rule import judged_as_network
+
+        rows = judged_as_network(rows, golden, precision)
     return rows
 
 

@@ -11,7 +11,7 @@ from attn_export.export.int8_from_onnx import int8_from_onnx
 from attn_export.export.onnx_from_torch import io_names
 from attn_export.export.precision import write_fp16_onnx
 from attn_export.modules.registry import BLOCKS
-from attn_export.runtime.compare import compare
+from attn_export.runtime.compare import compare, has_spread
 from attn_export.runtime.inputs import extra_feeds
 from attn_export.runtime.onnxruntime_runner import OnnxRuntimeRunner
 
@@ -57,8 +57,9 @@ def exported(request, tmp_path_factory):
 def _check(runner, expected, precision):
     for case, feed, want in expected:
         got = runner.infer(feed)
+        judge_gain = all(has_spread(v) for v in feed.values())  # as runtime/validate.py judges
         for output, value in want.items():
-            c = compare(got[output], value, precision, output)
+            c = compare(got[output], value, precision, output, judge_gain)
             assert c.passed, f"{precision} {case} {output}: {c}"
 
 
@@ -81,8 +82,9 @@ def test_int8_graph_runs_finite_and_close(exported, tmp_path):
     with OnnxRuntimeRunner(result.path, ["CPUExecutionProvider"]) as runner:
         for case, feed, want in expected:
             got = runner.infer(feed)
+            judge_gain = all(has_spread(v) for v in feed.values())
             for output, value in want.items():
-                c = compare(got[output], value, "int8", output)
+                c = compare(got[output], value, "int8", output, judge_gain)
                 assert np.isfinite(got[output]).all(), f"int8 {case}: non-finite {output}"
                 if name in INT8_BEYOND_TOLERANCE:
                     # Near-constant outputs (zeros in) make cosine meaningless: atol decides.

@@ -73,6 +73,16 @@ def test_a_users_file_exports_with_its_blocks_swapped(user_file, tmp_path):
     report = json.loads((out_dir / "report.json").read_text())
     assert report["swaps"][0]["path"] == "att" and report["swaps"][0]["max_abs_diff"] < 1e-5
     assert report["passed"] and (out_dir / "my_net.onnx").is_file()
+    # one artefact set, like a block's: hashes recorded, and `validate` judges the pair by the
+    # network rule the golden file names (not the block rule), so what `model` passed, passes
+    assert set(report["sha256"]) == {"my_net.onnx", "my_net.golden.npz"}
+    assert not [p.name for p in out_dir.iterdir() if p.name.startswith(".attn-export")]
+    from attn_export.runtime.golden import load_golden
+
+    assert load_golden(out_dir / "my_net.golden.npz").meta["judged_as"] == "network"
+    checked = CliRunner().invoke(main, ["validate", str(out_dir / "my_net.onnx"), "--golden",
+                                        str(out_dir / "my_net.golden.npz")])
+    assert checked.exit_code == 0, checked.output
     assert "[" in result.output  # progress lines with elapsed time go to stderr (mixed here)
 
 
