@@ -20,6 +20,7 @@ from attn_export.commands.common import (
     parse_shape,
     parse_target_trt,
 )
+from attn_export.commands.doctor import doctor_command
 from attn_export.modules.registry import BLOCKS, SHAPE_MODES, block_info, list_blocks
 
 OPSET_HELP = "ONNX opset, 11..21 (TensorRT 8.5 parses up to 17, 10.x up to 20)."
@@ -359,3 +360,4 @@ def convert_command(checkpoint: Path, block: str, source: str, output: Path | No
 # Verbs that live in their own module (attn_export/commands/<verb>.py) are registered below, one
 # line each: `main.add_command(<verb>_command)`. Those modules import only click and
 # commands.common at import time, so `attn-export --help` stays torch-free.
+main.add_command(doctor_command)
