@@ -187,7 +187,7 @@ def check_simplifiers() -> list[Check]:
 
 
 SERVE_MODULES = (("starlette", "starlette"), ("uvicorn", "uvicorn"), ("grpc", "grpcio"),
-                 ("prometheus_client", "prometheus-client"))
+                 ("prometheus_client", "prometheus-client"), ("tritonclient.grpc", "tritonclient"))
 
 
 def check_serve_stack() -> Check:
