@@ -199,7 +199,8 @@ def export_block(req: ExportRequest) -> ExportResult:
     golden = golden_from_torch(module, req)
     lap("torch")
     onnx_path = out / f"{req.block}.onnx"
-    with tempfile.TemporaryDirectory(prefix="attn-export-") as tmp:
+    # Scratch beside the target: os.replace cannot cross mounts (Docker volumes, tmpfs).
+    with tempfile.TemporaryDirectory(prefix=".attn-export-", dir=out) as tmp:
         raw = onnx_from_torch(module, req.input_shape, Path(tmp) / "raw.onnx", req.opset,
                               req.exporter, req.dynamic)
         raw_ops = op_types(checked_onnx(raw))
