@@ -111,7 +111,8 @@ check_jetson() {  # the torch-free device recipe: doctor, and the x86 export val
 }
 
 has_verb() {  # has_verb IMAGE VERB: the verb's own help (an unknown word is read as a block name)
-  in_image "$1" -- attn-export "$2" --help 2> /dev/null | grep -q "^Usage: attn-export $2 "
+  # grep reads it all (no -q): under pipefail an early exit would fail the writer with SIGPIPE
+  in_image "$1" -- attn-export "$2" --help 2> /dev/null | grep "^Usage: attn-export $2 " > /dev/null
 }
 
 # Serving lands in its own change; until `attn-export serve --help` works in the image, say so.
@@ -128,21 +129,30 @@ check_serve() {
     --output-dir /out/cbam-batch > /dev/null
   rm -rf "$OUT/repo"
   in_image "$JETSON" -v "$OUT:/out" -- attn-export repo /out/cbam-batch --out /out/repo --prefer onnx
-  local http grpc metrics pgid rc=0
+  local http grpc metrics rc=0
   read -r http grpc metrics < <(free_ports)
   step "serve: attn-export serve in the Jetson-recipe image on 127.0.0.1:$http (host network)"
   # chroot isolation keeps the host's network namespace: the server binds the host's loopback.
   setsid "${BUILDAH[@]}" run --isolation chroot --network host -v "$OUT:/out" \
     "$("${BUILDAH[@]}" from -q "$JETSON")" -- attn-export serve /out/repo --host 127.0.0.1 \
     --http-port "$http" --grpc-port "$grpc" --metrics-port "$metrics" > "$WORK/serve.log" 2>&1 &
-  pgid=$!
+  SERVE_PGID=$!  # setsid: the server, buildah and its chroot runtime share this process group
   PYTHONPATH=$PWD "$PY" tools/docker_serve_check.py --http "127.0.0.1:$http" --model cbam \
     --golden "$OUT/cbam-batch/cbam.golden.npz" || rc=$?
-  kill -- "-$pgid" 2> /dev/null || true
-  wait "$pgid" 2> /dev/null || true
+  stop_server
   "${BUILDAH[@]}" rm --all > /dev/null
   if ((rc)); then tail -20 "$WORK/serve.log"; return "$rc"; fi
 }
+
+SERVE_PGID=
+stop_server() {  # also on any exit, so no server outlives this script
+  if [[ -n $SERVE_PGID ]]; then
+    kill -- "-$SERVE_PGID" 2> /dev/null || true
+    wait "$SERVE_PGID" 2> /dev/null || true
+    SERVE_PGID=
+  fi
+}
+trap stop_server EXIT
 
 costs() {
   step "cost: $((SECONDS - T0)) s in all; disk under $WORK: $(du -sh "$WORK" | cut -f1)"
