@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 TORCH  := torch==2.13.0
 
-.PHONY: demo test test-slow matrix bench readme lint clean
+.PHONY: demo test test-slow matrix bench readme lint docker-test clean
 
 $(STAMP): pyproject.toml tools/trt_bindings.py tools/trt_stub.c
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ bench: $(STAMP)
 ## readme: regenerate the README's block table from the registry
 readme: $(STAMP)
 	$(BIN)/python tools/update_readme.py
+
+## docker-test: build docker/Dockerfile.jetson and docker/Dockerfile with buildah (installed with
+## apt-get when missing) from a local Debian base, then export, validate, doctor (and serve) inside them
+docker-test: $(STAMP)
+	PYTHON=$(BIN)/python tools/docker_test.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check attn_export tests

@@ -22,6 +22,7 @@ from attn_export.commands.common import (
     parse_shape,
     parse_target_trt,
 )
+from attn_export.commands.doctor import doctor_command
 from attn_export.commands.model import model_command
 from attn_export.commands.repo import repo_command
 from attn_export.commands.serve import serve_command
@@ -396,3 +397,4 @@ main.add_command(serve_command)
 main.add_command(bench_serve_command)
 main.add_command(bench_command)
 main.add_command(model_command)
+main.add_command(doctor_command)
