@@ -159,7 +159,6 @@ def model_command(network, checkpoint, source, attn, sets, input_shape, dynamic,
 
 def _reduced_precision(result, precision, calib_data, target_trt, seed) -> None:
     """NETWORK.fp16.onnx / NETWORK.int8.onnx, validated, with the per-block gate error (INT8)."""
-    from attn_export.export.pipeline import add_to_report
     from attn_export.models.precision import network_precision
     from attn_export.runtime.validate import format_table
 
@@ -184,6 +183,5 @@ def _reduced_precision(result, precision, calib_data, target_trt, seed) -> None:
         click.echo(f"overall cosine {out.cosine:.6f}" + (
             f"; top-1 agreement with fp32 on the {out.samples} calibration inputs "
             f"{out.top1_agreement:.1%}" if out.top1_agreement is not None else ""))
-    add_to_report(result.report_path, precision, out.to_dict())
     if not e.passed:
         fail(f"{e.path} differs from PyTorch beyond the {precision} tolerance (see the table)")

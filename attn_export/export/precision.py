@@ -230,7 +230,7 @@ def int8_report(quant) -> dict:
 
 
 def precision_set_from_export(onnx_path: str | Path, golden_path: str | Path, precision: str,
-                              on_wait=None, **options) -> PrecisionExport:
+                              on_wait=None, more_report=None, **options) -> PrecisionExport:
     """:func:`precision_onnx_from_export` as one artefact set: BLOCK.PRECISION.onnx is written and
     validated in the staging folder, then moved into place together with report.json carrying its
     verdict and sha256; an interruption leaves the folder as it was.
@@ -238,6 +238,9 @@ def precision_set_from_export(onnx_path: str | Path, golden_path: str | Path, pr
     Args:
         onnx_path / golden_path / precision: see :func:`precision_onnx_from_export`.
         on_wait: called with a message when another process is writing into the same folder.
+        more_report: called with the validated (staged) export; the dict it returns joins the
+            report section, so measurements made on the staged graph (a network's INT8 proxies)
+            land in the same set.
         **options: the other arguments of :func:`precision_onnx_from_export`.
     """
     from attn_export.atomic import ArtefactSet, sha256_file
@@ -253,6 +256,7 @@ def precision_set_from_export(onnx_path: str | Path, golden_path: str | Path, pr
                    "kept_float": len(out.kept_float), "plan_notes": list(out.plan.notes),
                    "source_sha256": sha256_file(onnx_path), **int8_report(out.quantization),
                    "metrics": [r.to_dict() for r in out.rows]}
+        section |= more_report(out) if more_report else {}
         report = report_with(read_report(folder), precision, section, {name: sha256_file(staged)})
         txn.write_text(REPORT_NAME, report_text(report))
     out.path = folder / name

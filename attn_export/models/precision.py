@@ -28,13 +28,10 @@ class NetworkPrecision:
     samples: int = 0
     warnings: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict:
-        e = self.export
-        return {"file": e.path.name, "passed": e.passed, "calibration": e.calibration,
-                "kept_float": len(e.kept_float), "plan_notes": list(e.plan.notes),
-                "metrics": [r.to_dict() for r in e.rows], "gate_error": self.gate_error,
-                "cosine": self.cosine, "top1_agreement": self.top1_agreement,
-                "proxy_samples": self.samples}
+    def proxies(self) -> dict:
+        """What the network adds to the precision graph's report section."""
+        return {"gate_error": self.gate_error, "cosine": self.cosine,
+                "top1_agreement": self.top1_agreement, "proxy_samples": self.samples}
 
 
 def block_path_of(node_name: str) -> str:
@@ -105,21 +102,22 @@ def network_proxies(fp32_path: Path, int8_path: Path, feeds: list[dict], swap_pa
 
 def network_precision(onnx_path: Path, golden_path: Path, precision: str, calib_data, trt: str,
                       seed: int, swap_paths: Sequence[str], classify: bool) -> NetworkPrecision:
-    """Write NETWORK.PRECISION.onnx, validate it, and (INT8) measure the network proxies."""
+    """Write NETWORK.PRECISION.onnx, validate it, and (INT8) measure the network proxies: one
+    artefact set with the report section that records them (see ``precision_set_from_export``)."""
     from attn_export.export.check import load_onnx
     from attn_export.export.int8_from_onnx import (
         calibration_feeds_from_dir,
         seeded_calibration_feeds,
     )
-    from attn_export.export.precision import precision_onnx_from_export
+    from attn_export.export.precision import precision_set_from_export
     from attn_export.export.profiles import onnx_input_specs
     from attn_export.runtime.golden import load_golden
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        out = precision_onnx_from_export(onnx_path, golden_path, precision, calib_data, False, trt,
-                                         seed=seed)
-        result = NetworkPrecision(out)
+    result = NetworkPrecision(None)
+
+    def proxies(out) -> dict:
+        """Measured on the staged graph, inside the artefact set: they land with it."""
+        result.export = out
         cosines = [r.comparison.cosine for r in out.rows]
         result.cosine = min(cosines) if cosines else 1.0
         if precision == "int8":
@@ -132,5 +130,12 @@ def network_precision(onnx_path: Path, golden_path: Path, precision: str, calib_
             result.gate_error, result.top1_agreement = network_proxies(
                 onnx_path, out.path, feeds, swap_paths, classify)
             result.samples = len(feeds)
+        return result.proxies()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result.export = precision_set_from_export(
+            onnx_path, golden_path, precision, more_report=proxies, calib_data=calib_data,
+            quantize_gates=False, trt_version=trt, seed=seed)
     result.warnings = list(dict.fromkeys(str(w.message) for w in caught))
     return result

@@ -170,6 +170,10 @@ def test_int8_reports_gate_error_per_block_and_top1_agreement(tmp_path):
                                           "layer4.1.attn"]
     assert all(0 <= e < 0.5 for e in int8["gate_error"].values())
     assert 0 <= int8["top1_agreement"] <= 1 and int8["cosine"] > 0.9
+    # the graph and its report section are one artefact set: the report holds the graph's hash
+    from attn_export.atomic import sha256_file
+
+    assert report["sha256"]["resnet18.int8.onnx"] == sha256_file(out_dir / "resnet18.int8.onnx")
     import onnx
 
     graph = onnx.load(str(out_dir / "resnet18.int8.onnx")).graph
