@@ -13,6 +13,7 @@ import pytest
 
 from attn_export.modules.registry import list_blocks
 from attn_export.runtime.compare import TOLERANCES, compare, has_spread, scale_metrics
+from tests.conftest import channels_for
 
 INT8_FAILS_TODAY = {
     # measured with tools/measure_tolerances.py at 1x64x16x16, seeded calibration, gates float:
@@ -21,6 +22,15 @@ INT8_FAILS_TODAY = {
     "lka": "cosine 0.976 < 0.97+ elementwise misses (large-kernel conv chain, per-tensor scales)",
     "mhsa": "cosine 0.960 < 0.97 (attention BMM inputs quantized per tensor)",
     "sk": "cosine 0.912 < 0.97 (branch softmax over quantized branch sums)",
+    # the tier-2/3 blocks, measured by this test's slow run at 1x64x16x16 (CI, 2026-12-01):
+    "ema": "rel L2 0.48, cosine ~0.86 (each channel divided by its own deviation after a "
+           "quantized grouped conv amplifies its INT8 error)",
+    "encnet": "rel L2 0.13, elementwise 0.62 > 0.35 (codeword distances over quantized features)",
+    "psa_p": "gain +3.2% > 2.5% and elementwise 0.44 (the HW softmax over a quantized 1x1 conv)",
+    "psa_s": "cosine < 0.97 on the constant map (the channel-then-spatial gates of one level)",
+    "residual_attention": "rel L2 0.50 (stage 1 chains 20 quantized convs)",
+    "bilinear": "elementwise 2.7 > 0.35 on the large post-ReLU map (products of two quantized "
+                "reductions)",
 }
 FAST = ("cbam", "se", "gct", "eca")
 
@@ -80,7 +90,7 @@ def test_gain_fails_and_honest_graphs_pass(tmp_path, block):
     from attn_export.runtime.golden import load_golden
     from attn_export.runtime.onnxruntime_runner import OnnxRuntimeRunner
 
-    result = export_block(ExportRequest(block=block, input_shape=(1, 64, 16, 16),
+    result = export_block(ExportRequest(block=block, input_shape=(1, channels_for(block), 16, 16),
                                         output_dir=tmp_path))
     golden = load_golden(result.golden_path)
     fp32 = _outputs(OnnxRuntimeRunner(result.onnx_path), golden)
