@@ -124,6 +124,14 @@ def _tree(pieces: list[torch.Tensor], op) -> torch.Tensor:
     return pieces[0]
 
 
+def channel_max(x: torch.Tensor, channels: int) -> torch.Tensor:
+    """``x.amax(1, keepdim=True)`` as one Split into equal pieces, a Max tree and a ReduceMax on
+    the last piece: bit-exact, and what ONNX Runtime CPU runs fast (see :class:`_SpatialGate`).
+    ``channels`` is the module constant the split sizes come from (no shape read from ``x``)."""
+    peak = _tree(list(torch.split(x, channels // channel_groups(channels), dim=1)), torch.maximum)
+    return peak.amax(1, keepdim=True) if peak.shape[1] > 1 else peak  # H5: amax keeps dim 1
+
+
 class _SpatialGate(nn.Module):
     """Spatial gate over the channel-wise [mean, max] maps, the max computed the way ONNX
     Runtime CPU runs fast (tuned on ORT 1.32 CPU, 1 and 2 threads).
@@ -156,11 +164,7 @@ class _SpatialGate(nn.Module):
         if groups == 1:
             # H5: amax keeps the channel dim; torch.max(x, 1)[0].unsqueeze(1) breaks shape inference.
             return torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1)
-        mean = x.mean(1, keepdim=True)
-        peak = _tree(list(torch.split(x, c // groups, dim=1)), torch.maximum)  # constant sizes
-        if peak.shape[1] > 1:
-            peak = peak.amax(1, keepdim=True)  # H5 as above
-        return torch.cat([mean, peak], dim=1)
+        return torch.cat([x.mean(1, keepdim=True), channel_max(x, c)], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.conv1(self.channel_stats(x)))
