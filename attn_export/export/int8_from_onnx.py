@@ -16,7 +16,7 @@ import numpy as np
 
 from attn_export.errors import MissingDependencyError, ValidationError
 from attn_export.export.fp16_from_onnx import name_nodes
-from attn_export.export.macs import MacCount, count_macs, quantized_nodes
+from attn_export.export.macs import MacCount, count_macs, mean_convs, quantized_nodes
 from attn_export.runtime.base import Feed, TensorSpec
 
 GATE_OPS = ("Sigmoid", "HardSigmoid")
@@ -289,7 +289,8 @@ def int8_from_onnx(
     model = onnx.load(str(onnx_path))
     name_nodes(model.graph)
     gates = [] if quantize_gates else gate_nodes(model)
-    excluded = list(dict.fromkeys((*gemv_nodes(model), *attention_matmuls(model), *gates)))
+    excluded = list(dict.fromkeys((*gemv_nodes(model), *attention_matmuls(model), *mean_convs(model),
+                                   *gates)))
     options = dict(TRT_QDQ_OPTIONS)
     options["OpTypesToExcludeOutputQuantization"] = sorted({n.op_type for n in model.graph.node})
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,

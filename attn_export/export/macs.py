@@ -61,6 +61,27 @@ def _macs(node, shapes: Mapping[str, tuple[int, ...]]) -> int | None:
     return prod(out) * a[-1]  # MatMul
 
 
+def mean_convs(model) -> list[str]:
+    """Convs whose weight is one constant everywhere with no bias: a mean over the input channels
+    written as a convolution (CBAM's channel mean, the form ONNX Runtime CPU runs fast). It is a
+    reduction, not a learned layer: INT8 export keeps it float (its Q/DQ on the input would be
+    shared by the gate multiply reading the same map, F2) and the MAC count leaves it out, as it
+    leaves out the ReduceMean it replaces."""
+    from onnx import numpy_helper
+
+    weights = {t.name: t for t in model.graph.initializer}
+    weights.update({n.output[0]: a.t for n in model.graph.node if n.op_type == "Constant"
+                    for a in n.attribute if a.name == "value"})
+    found = []
+    for i, node in enumerate(model.graph.node):
+        if node.op_type != "Conv" or len(node.input) > 2 or node.input[1] not in weights:
+            continue
+        w = numpy_helper.to_array(weights[node.input[1]])
+        if w.ndim >= 3 and w.shape[0] == 1 and w.size > 1 and (w == w.flat[0]).all():
+            found.append(node.name or f"Conv_{i}")  # count_macs's name for an unnamed node
+    return found
+
+
 @dataclass
 class MacCount:
     """MACs per weighted node, and which of those nodes read INT8 (Q/DQ) operands."""
@@ -96,10 +117,11 @@ def count_macs(model, input_shapes: Mapping[str, Sequence[int]]) -> MacCount:
         if node.op_type in Q_DQ and node.input[0] in shapes:
             shapes.setdefault(node.output[0], shapes[node.input[0]])
     count = MacCount()
+    reductions = set(mean_convs(model))
     for i, node in enumerate(inferred.graph.node):
-        if node.op_type not in WEIGHTED_OPS:
-            continue
         name = node.name or f"{node.op_type}_{i}"
+        if node.op_type not in WEIGHTED_OPS or name in reductions:
+            continue
         macs = _macs(node, shapes)
         if macs is None:
             count.unknown.append(name)

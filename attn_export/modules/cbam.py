@@ -12,6 +12,7 @@ spatial gate is folded into the conv, and the [max, mean] input channels are swa
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from attn_export.errors import BlockConfigError
@@ -124,6 +125,22 @@ def _tree(pieces: list[torch.Tensor], op) -> torch.Tensor:
     return pieces[0]
 
 
+def channel_max(x: torch.Tensor, channels: int) -> torch.Tensor:
+    """``x.amax(1, keepdim=True)`` as one Split into equal pieces, a Max tree and a ReduceMax on
+    the last piece: bit-exact, and what ONNX Runtime CPU runs fast (see :class:`_SpatialGate`).
+    ``channels`` is the module constant the split sizes come from (no shape read from ``x``)."""
+    peak = _tree(list(torch.split(x, channels // channel_groups(channels), dim=1)), torch.maximum)
+    return peak.amax(1, keepdim=True) if peak.shape[1] > 1 else peak  # H5: amax keeps dim 1
+
+
+def channel_mean(x: torch.Tensor, channels: int) -> torch.Tensor:
+    """``x.mean(1, keepdim=True)`` as a 1x1 convolution with weights ``1 / channels``: ONNX
+    Runtime CPU runs it as one pass over ``x`` where its ReduceMean over axis 1 is slow (tuned on
+    ORT 1.32 CPU). INT8 export keeps this conv float (``int8_from_onnx.mean_convs``)."""
+    weight = torch.full((1, channels, 1, 1), 1.0 / channels, dtype=x.dtype, device=x.device)
+    return F.conv2d(x, weight)
+
+
 class _SpatialGate(nn.Module):
     """Spatial gate over the channel-wise [mean, max] maps, the max computed the way ONNX
     Runtime CPU runs fast (tuned on ORT 1.32 CPU, 1 and 2 threads).
@@ -136,11 +153,13 @@ class _SpatialGate(nn.Module):
     times smaller (0.12 floor); bit-exact. One piece per channel would win at 56x56 but lose 3x
     at 14x14 (per-node cost of 2C nodes); 16 pieces win at 14x14, 56x56 and 160x160 alike.
 
-    The mean stays a ReduceMean (the 4 floors that bound this block on ORT CPU): the faster
-    forms measured here break the INT8 graph. An Add tree over the same pieces (0.7 floor
-    cheaper) gets one Q/DQ pair per Add, and the accumulated rounding failed the INT8 tolerance
-    on post-ReLU maps; a 1x1 convolution with weights 1/C (~1.8 floors) makes the quantizer put a
-    Q/DQ pair on the gated map, which the final gate multiply then shares (F2 forbids that).
+    The mean is a 1x1 convolution with weights 1/C (:func:`channel_mean`): ORT's ReduceMean over
+    axis 1 took 3.3-4 floors at 1x256x56x56, the conv and its NCHWc reorder ~1.5; the whole graph
+    went from 9.1 to 5.5 floors there. A quantizer would put a Q/DQ pair on the gated map in
+    front of that conv, shared by the final gate multiply (F2 forbids that), so INT8 export
+    recognises the conv by its weight (one constant everywhere, no bias, one output channel:
+    ``macs.mean_convs``) and keeps it float. An Add tree over the split pieces was also tried:
+    one Q/DQ pair per Add, whose rounding failed the INT8 tolerance on post-ReLU maps.
     TensorRT has its own channel-reduction kernels; this form has not been timed there.
     """
 
@@ -156,11 +175,7 @@ class _SpatialGate(nn.Module):
         if groups == 1:
             # H5: amax keeps the channel dim; torch.max(x, 1)[0].unsqueeze(1) breaks shape inference.
             return torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1)
-        mean = x.mean(1, keepdim=True)
-        peak = _tree(list(torch.split(x, c // groups, dim=1)), torch.maximum)  # constant sizes
-        if peak.shape[1] > 1:
-            peak = peak.amax(1, keepdim=True)  # H5 as above
-        return torch.cat([mean, peak], dim=1)
+        return torch.cat([channel_mean(x, c), channel_max(x, c)], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.conv1(self.channel_stats(x)))

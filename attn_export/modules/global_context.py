@@ -10,8 +10,9 @@ first). The official ``reset_parameters`` zero-initialises the last conv of each
 fresh block is the identity (a training recipe); we keep PyTorch's default init so that a freshly
 built block exercises every op in export checks. Trained checkpoints load the same either way.
 
-The deploy form reshapes nothing (H11): the softmax over H*W is a pair of reductions over (2, 3)
-and the weighted sum ``(x * p).sum((2, 3))`` replaces the (B, 1, C, N) x (B, 1, N, 1) matmul. The
+The deploy form (H11) views the map once as (B, C, H*W) with the batch passed through from the
+map, C a module constant and -1 for H*W (no arithmetic on sizes); ``conv_mask`` and the weighted
+sum become two MatMuls on that view and the softmax over H*W is written out over its last axis. The
 LayerNorm over (planes, 1, 1) becomes plain ops that are safe in FP16 (H9, see
 ``_ScaledLayerNorm``): we chose plain ops over ONNX ``LayerNormalization`` because they export
 identically at every opset 11..21 and do not depend on the runtime keeping its normalisation layer
@@ -150,7 +151,7 @@ class _ScaledLayerNorm(nn.Module):
 
 
 class ContextBlock(_Modules):
-    """Export-safe global context block: reductions instead of views and matmul, FP16-safe LN."""
+    """Export-safe global context block: one (B, C, H*W) view, two MatMuls, FP16-safe LayerNorm."""
 
     def __init__(
         self,
@@ -163,16 +164,35 @@ class ContextBlock(_Modules):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.pooling_type == "att":
-            logits = self.conv_mask(x)
-            # H11: softmax over H*W as reductions over (2, 3), no (B, 1, H*W) view of the map.
-            e = torch.exp(logits - logits.amax((2, 3), keepdim=True))
-            p = e / e.sum((2, 3), keepdim=True)
-            # A convex combination of x: bounded in FP16 (the sum of e is <= H*W, so FP16 needs
-            # H*W <= 65504).
-            context = (x * p).sum((2, 3), keepdim=True)
+            context = self._attention_pool(x)
         else:
             context = x.mean((2, 3), keepdim=True)  # H4: a reduction, not an adaptive pool
         return self._fuse(x, context)
+
+    def _attention_pool(self, x: torch.Tensor) -> torch.Tensor:
+        """``conv_mask``, softmax over H*W and the weighted sum of ``x`` as two MatMuls.
+
+        Speed (tuned on ONNX Runtime 1.32 CPU): both passes over ``x`` are MatMuls on one
+        (B, C, H*W) view of it, 1.9 floors in all against 4.0 for the published graph. The form
+        before (``conv_mask`` as a Conv, ``(x * p).sum((2, 3))``) cost 5.2: ORT reorders ``x`` to
+        NCHWc for the C -> 1 conv (a full copy) and the weighted sum is a full-size Mul plus a
+        reduction. The view passes the batch through from ``x`` and lets -1 be H*W: no
+        arithmetic on sizes (H11, as in ``MHSA``); C is a module constant.
+        """
+        flat = x.reshape(x.shape[0], self.inplanes, -1)  # (B, C, N)
+        # The weight is MatMul's first operand: (1, C) @ (B, C, N) reads x once, in layout. The
+        # transposed form (x^T @ w, weight second) runs as a FusedMatMul with transA at 1.4-1.7
+        # floors against 0.3 for this one, and its INT8 graph measured no closer to PyTorch.
+        weight = self.conv_mask.weight.reshape(1, self.inplanes)
+        # conv_mask's bias shifts every logit alike, which the softmax ignores: dropping it saves
+        # an op and, in INT8, a Q/DQ pair on the logits (the bias stays in the state dict).
+        logits = weight @ flat  # (B, 1, N)
+        # Softmax over N written out (five ops on a (B, 1, N) tensor, negligible next to x).
+        e = torch.exp(logits - logits.amax(-1, keepdim=True))
+        p = e / e.sum(-1, keepdim=True)
+        # A convex combination of x: bounded in FP16 (the sum of e is <= H*W, so FP16 needs
+        # H*W <= 65504). ORT folds the transpose of p into the MatMul (FusedMatMul, transB).
+        return (flat @ p.transpose(1, 2)).unsqueeze(-1)  # (B, C, 1, 1)
 
 
 # ----------------------------------------------------------------------------------------------

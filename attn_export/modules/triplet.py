@@ -26,6 +26,7 @@ from torch import nn
 
 from attn_export.errors import BlockConfigError
 from attn_export.modules.base import AttentionBlock
+from attn_export.modules.cbam import channel_max, channel_mean
 
 StateDict = dict[str, torch.Tensor]
 
@@ -127,6 +128,7 @@ class TripletAttention(AttentionBlock):
     def __init__(self, channels: int, kernel_size: int = 7, no_spatial: bool = False) -> None:
         super().__init__(channels=channels, kernel_size=kernel_size, no_spatial=no_spatial)
         _check_channels(channels)
+        self.channels = channels  # a plain attribute: the split sizes of channel_max
         self.no_spatial = bool(no_spatial)
         self.cw = _Gate(kernel_size)
         self.hc = _Gate(kernel_size)
@@ -140,7 +142,12 @@ class TripletAttention(AttentionBlock):
         s_hc = self.hc.transposed(_zpool(x, 3)).squeeze(1).unsqueeze(3)
         if self.no_spatial:
             return x * (s_cw * (1 / 2) + s_hc * (1 / 2))
-        pooled = torch.cat((x.amax(1, keepdim=True), x.mean(1, keepdim=True)), dim=1)
+        # Speed (tuned on ONNX Runtime 1.32 CPU): ORT reduces over the channel axis slowly; the
+        # channel max as a Split + Max tree (CBAM's form) took it from 7.6 floors to ~2 at
+        # 1x256x56x56, bit-exact, and the channel mean as CBAM's 1x1 conv with weights 1/C (INT8
+        # keeps that conv float, see cbam.py) from 3.4-4.5 floors to ~1.5.
+        c = self.channels
+        pooled = torch.cat((channel_max(x, c), channel_mean(x, c)), dim=1)
         s_hw = self.hw(pooled)
         # x*a + x*b + x*c == x*(a+b+c): one full-size multiply, the 1/3 applied to the small gates.
         return x * (s_hw * (1 / 3) + s_cw * (1 / 3) + s_hc * (1 / 3))

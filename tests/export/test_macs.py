@@ -7,9 +7,9 @@ import warnings
 
 import numpy as np
 import pytest
-from onnx import helper
+from onnx import TensorProto, helper, numpy_helper
 
-from attn_export.export.macs import count_macs, quantized_nodes
+from attn_export.export.macs import count_macs, mean_convs, quantized_nodes
 from tests.export.onnx_graphs import model_of
 
 
@@ -94,3 +94,19 @@ def test_cli_labels_an_int8_row_that_quantized_nothing(tmp_path):
     report = json.loads((out / "report.json").read_text())["int8"]
     assert report["quantized_nodes"] == 0 and report["int8_mac_share"] == 0.0
     assert report["total_macs"] == 2 * 32 * 8  # two 1x1 convs 32 -> 8 -> 32 on a pooled vector
+
+
+def test_mean_convs_are_the_constant_weight_convs_only():
+    """A channel mean written as a conv (CBAM) is a reduction: found; a learned conv is not."""
+    nodes = [helper.make_node("Conv", ["x", "mean_w"], ["m"], name="mean"),
+             helper.make_node("Conv", ["x", "learned_w"], ["y"], name="learned"),
+             helper.make_node("Conv", ["x", "mean_w", "b"], ["z"], name="biased")]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in ("m", "y", "z")],
+        [numpy_helper.from_array(np.full((1, 4, 1, 1), 0.25, np.float32), "mean_w"),
+         numpy_helper.from_array(np.arange(4, dtype=np.float32).reshape(1, 4, 1, 1), "learned_w"),
+         numpy_helper.from_array(np.zeros(1, np.float32), "b")])
+    model = helper.make_model(graph)
+    assert mean_convs(model) == ["mean"]
+    assert set(count_macs(model, {"x": (1, 4, 8, 8)}).per_node) == {"learned", "biased"}
