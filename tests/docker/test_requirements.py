@@ -83,3 +83,22 @@ def test_a_pin_without_a_wheel_fails_resolution(tmp_path):
     bad.write_text("onnxruntime==1.24.1\n")
     result = resolve(bad, "aarch64", "3.10", tmp_path)
     assert result.returncode != 0 and "onnxruntime==1.24.1" in result.stderr
+
+
+def test_every_image_carries_the_serve_extra():
+    """The images' default job is `attn-export serve`: each requirements file must pin every
+    package of pyproject's `serve` extra (httptools was missing once, and uvicorn failed to start
+    inside the container while every resolution test passed)."""
+    import re
+
+    import tomllib
+
+    root = Path(__file__).resolve().parents[2]
+    extra = tomllib.loads((root / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]["serve"]
+    wanted = {re.split(r"[\[<>=!~ ]", spec, maxsplit=1)[0].lower().replace("_", "-") for spec in extra}
+    for name in ("requirements-jetson.txt", "requirements-x86.txt"):
+        pinned = {re.split(r"[\[=]", line, maxsplit=1)[0].strip().lower().replace("_", "-")
+                  for line in (root / "docker" / name).read_text().splitlines()
+                  if line.strip() and not line.startswith("#")}
+        assert wanted <= pinned, f"{name} lacks {sorted(wanted - pinned)}"
