@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tests.modules.test_simam import SeedSimAM
+
 # ---------------------------------------------------------------------------- attention modules
 
 
@@ -88,18 +90,8 @@ class TimmSEModule(nn.Module):
         return x * torch.sigmoid(s)
 
 
-class SimAMModule(nn.Module):
-    def __init__(self, channels=None, e_lambda=1e-4):
-        super().__init__()
-        self.activaton = nn.Sigmoid()
-        self.e_lambda = e_lambda
-
-    def forward(self, x):
-        b, c, h, w = x.size()
-        n = w * h - 1
-        d = (x - x.mean(dim=[2, 3], keepdim=True)).pow(2)
-        y = d / (4 * (d.sum(dim=[2, 3], keepdim=True) / n + self.e_lambda)) + 0.5
-        return x * self.activaton(y)
+# ZjjConan/SimAM's simam_module: the seed transcription the block tests already hold
+SimAMModule = SeedSimAM
 
 
 # ---------------------------------------------------------------------------- ResNet
