@@ -62,6 +62,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from attn_export.errors import AttnExportError
+from attn_export.termination import redeliver
 
 LOCK_NAME = ".attn-export.lock"
 STAGING_PREFIX = ".attn-export-staging-"
@@ -69,6 +70,8 @@ JOURNAL_NAME = "COMMIT.json"
 FAULT_ENV = "ATTN_EXPORT_FAULT_AT"
 """Test hook: when this environment variable names a fault point (see :func:`fault_point`), the
 process sends itself a real SIGINT there, so tests can interrupt every stage deterministically."""
+FAULT_SIGNAL_ENV = "ATTN_EXPORT_FAULT_SIGNAL"
+"""Test hook: the signal :func:`fault_point` sends, ``TERM`` for SIGTERM (default ``INT``)."""
 
 
 class OutputError(AttnExportError):
@@ -90,7 +93,7 @@ def fault_point(name: str) -> None:
     the user sees after a Ctrl-C at this point is exactly what the test sees.
     """
     if os.environ.get(FAULT_ENV) == name:
-        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), getattr(signal, "SIG" + os.environ.get(FAULT_SIGNAL_ENV, "INT")))
 
 
 def output_error(exc: OSError | OutputError, folder: Path, what: str = "") -> OutputError:
@@ -412,7 +415,7 @@ def _signals_deferred() -> Iterator[None]:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         for sig in dict.fromkeys(pending):
-            signal.raise_signal(sig)
+            redeliver(sig, previous[sig])  # not raise_signal: PID 1 drops a default SIGTERM
 
 
 def staging_folders(folder: str | Path) -> list[Path]:
