@@ -106,6 +106,16 @@ build() {  # build IMAGE DOCKERFILE [extra buildah bud args]
 # -- docker run, made of namespaces -------------------------------------------------------------
 
 CTRS=()
+declare -A ROOTS
+# ctr_root IMAGE: ROOTS[IMAGE] is the root filesystem of one container of IMAGE, made on first use
+# and shared by every run of that image here (vfs copies the whole image per container: one copy, not twenty).
+ctr_root() {
+  if [[ -z ${ROOTS[$1]:-} ]]; then
+    local c
+    c=$("${BUILDAH[@]}" from -q "$1"); CTRS+=("$c")
+    ROOTS[$1]=$("${BUILDAH[@]}" mount "$c")
+  fi
+}
 # ctr_command IMAGE ENTRYPOINT [ARGS...]: `env -i -C WORKDIR ENV... ENTRYPOINT (ARGS or CMD)` as
 # one shell-quoted line, from the image's own config ("-" for ENTRYPOINT: the image's).
 ctr_command() {
@@ -137,9 +147,9 @@ ctr() {
     esac
   done
   local image=$1; shift
-  local c root video line setup v
-  c=$("${BUILDAH[@]}" from -q "$image"); CTRS+=("$c")
-  root=$("${BUILDAH[@]}" mount "$c")
+  local root video line setup v
+  ctr_root "$image"
+  root=${ROOTS[$image]}
   video=$(awk -F: '$1 == "video" {print $3}' "$root/etc/group")
   line=$(ctr_command "$image" "$entry" "$@")
   if ((${#envs[@]})); then line=${line/#env -i /env -i $(printf '%q ' "${envs[@]}")}; fi

@@ -70,3 +70,28 @@ def test_sigterm_during_the_commit_lands_the_whole_set_then_ends_the_process(tmp
     assert "cbam.onnx" in hashes and "cbam.golden.npz" in hashes, hashes
     for name, digest in hashes.items():
         assert sha256_file(out / name) == digest, name
+
+
+def test_the_handler_keeps_one_a_command_installed_and_redelivery_never_drops_sigterm():
+    """serve installs its own draining handler: ours must not replace it. A SIGTERM held back
+    under the default disposition comes back as Terminated, which PID 1 cannot drop."""
+    import signal
+
+    from attn_export.termination import Terminated, install_sigterm_handler, redeliver
+
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        def own(_signum, _frame):
+            return None
+
+        signal.signal(signal.SIGTERM, own)
+        assert install_sigterm_handler() is False and signal.getsignal(signal.SIGTERM) is own
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        assert install_sigterm_handler() is True
+        with pytest.raises(Terminated):
+            signal.raise_signal(signal.SIGTERM)
+        with pytest.raises(Terminated):
+            redeliver(signal.SIGTERM, signal.SIG_DFL)
+        redeliver(signal.SIGTERM, signal.SIG_IGN)  # ignored stays ignored
+    finally:
+        signal.signal(signal.SIGTERM, previous)
