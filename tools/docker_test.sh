@@ -289,13 +289,14 @@ costs() {
 main() {
   ensure_tools
   make_base bookworm "$BOOKWORM"
-  make_base trixie "$TRIXIE"
   make_wheelhouse
-  local bases=(--build-arg BASE_JP7="$TRIXIE" --build-arg L4T_APT= --build-arg BASE_JP6="$BOOKWORM")
-  build "$JP7" docker/Dockerfile.jetson "${bases[@]}"
-  build "$JP6" docker/Dockerfile.jetson "${bases[@]}" --build-arg JETPACK=6
   build "$X86" docker/Dockerfile --build-arg BASE="$BOOKWORM" --build-arg TORCH_INDEX= \
     -v "$WORK/wheelhouse:/wheelhouse:ro"
+  # both bases named whatever JETPACK is: an unused stage's base must not be pulled either
+  local bases=(--build-arg BASE_JP7="$TRIXIE" --build-arg L4T_APT= --build-arg BASE_JP6="$BOOKWORM")
+  build "$JP6" docker/Dockerfile.jetson "${bases[@]}" --build-arg JETPACK=6
+  make_base trixie "$TRIXIE"
+  build "$JP7" docker/Dockerfile.jetson "${bases[@]}"
   "${BUILDAH[@]}" rmi --prune > /dev/null  # the wheel stages' images
   DATA=$WORK/data
   rm -rf "$DATA" && mkdir -p "$DATA" && chown "$HOST_UID:$HOST_UID" "$DATA"
