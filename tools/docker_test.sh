@@ -296,7 +296,9 @@ main() {
   local bases=(--build-arg BASE_JP7="$TRIXIE" --build-arg L4T_APT= --build-arg BASE_JP6="$BOOKWORM")
   build "$JP6" docker/Dockerfile.jetson "${bases[@]}" --build-arg JETPACK=6
   make_base trixie "$TRIXIE"
-  build "$JP7" docker/Dockerfile.jetson "${bases[@]}"
+  # JETPACK=7 named although it is the default: buildah 1.28 (Debian 12) does not apply an ARG's
+  # default to a stage name (FROM base-${JETPACK}); BuildKit and newer buildah do.
+  build "$JP7" docker/Dockerfile.jetson "${bases[@]}" --build-arg JETPACK=7
   "${BUILDAH[@]}" rmi --prune > /dev/null  # the wheel stages' images
   DATA=$WORK/data
   rm -rf "$DATA" && mkdir -p "$DATA" && chown "$HOST_UID:$HOST_UID" "$DATA"

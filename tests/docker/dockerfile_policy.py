@@ -33,7 +33,7 @@ IMAGE_ENV = {"HOME": "/data", "ATTN_EXPORT_CACHE": "/data/.cache/attn-export",
 reachable through a published port, its port in one variable the HEALTHCHECK reads too."""
 
 PIP_OPTIONS_WITH_VALUE = {"--index-url", "--extra-index-url", "--find-links", "-r", "--requirement"}
-PIP_FLAGS = {"--no-deps", '"$@"'}
+PIP_FLAGS = {"--no-deps", "--ignore-installed", '"$@"'}
 
 
 def parse(text: str, build_args: dict | None = None) -> DockerfileParser:
