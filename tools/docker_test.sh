@@ -119,12 +119,14 @@ ctr_root() {
 # ctr_command IMAGE ENTRYPOINT [ARGS...]: `env -i -C WORKDIR ENV... ENTRYPOINT (ARGS or CMD)` as
 # one shell-quoted line, from the image's own config ("-" for ENTRYPOINT: the image's).
 ctr_command() {
-  "${BUILDAH[@]}" inspect --type image --format '{{json .OCIv1.Config}}' "$1" | "$PY" -c '
-import json, shlex, sys
-config, entry, args = json.load(sys.stdin), sys.argv[1], sys.argv[2:]
+  "${BUILDAH[@]}" inspect --type image "$1" | "$PY" -c '
+import json, os, shlex, sys
+config, entry, args = json.load(sys.stdin)["OCIv1"]["config"], sys.argv[1], sys.argv[2:]
 entrypoint = config.get("Entrypoint") or [] if entry == "-" else [entry]
 command = entrypoint + (args or (config.get("Cmd") or [] if entry == "-" else []))
-print(shlex.join(["env", "-i", "-C", config.get("WorkingDir") or "/", *config.get("Env", []), *command]))
+extra = [e for e in os.environ.get("CTR_EXTRA_ENV", "").split("\n") if e]
+print(shlex.join(["env", "-i", "-C", config.get("WorkingDir") or "/", *config.get("Env", []), *extra,
+                  *command]))
 ' "${@:2}"
 }
 
@@ -151,8 +153,7 @@ ctr() {
   ctr_root "$image"
   root=${ROOTS[$image]}
   video=$(awk -F: '$1 == "video" {print $3}' "$root/etc/group")
-  line=$(ctr_command "$image" "$entry" "$@")
-  if ((${#envs[@]})); then line=${line/#env -i /env -i $(printf '%q ' "${envs[@]}")}; fi
+  line=$(CTR_EXTRA_ENV=$(printf '%s\n' "${envs[@]}") ctr_command "$image" "$entry" "$@")
   setup="mount -t proc proc $root/proc && mount --rbind /dev $root/dev"
   [[ -n $netns ]] || setup+=" && ip link set lo up"
   for v in "${vols[@]}"; do

@@ -35,6 +35,9 @@ VERB_MODULES = (
     "attn_export.serve.server",
 )
 ABSENT_BY_DESIGN = ("torch", "onnxscript", "onnxsim", "tensorrt")
+CLIENT_ONLY = ("tritonclient.http",)
+"""bench-serve's HTTP client: the image carries tritonclient[grpc] (the server's protobufs); a
+client machine runs bench-serve."""
 
 
 def imported_names(path: Path) -> set[str]:
@@ -80,11 +83,12 @@ def main() -> int:
             continue  # two cuda-python layouts, tried in turn: the backend check below judges
         try:
             importlib.import_module(name)
-        except ImportError as exc:
-            if top in ABSENT_BY_DESIGN and not (top == "tensorrt" and args.require_tensorrt):
+        except Exception as exc:  # noqa: BLE001 - tritonclient raises RuntimeError, not ImportError
+            if (top in ABSENT_BY_DESIGN and not (top == "tensorrt" and args.require_tensorrt)) \
+                    or name in CLIENT_ONLY:
                 print(f"absent by design: {name}")
                 continue
-            failures.append(f"{name}: {exc}")
+            failures.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
     for name in modules:  # a verb's own module must import; others may need torch (export only)
         try:
             importlib.import_module(name)
@@ -94,6 +98,8 @@ def main() -> int:
                 print(f"absent by design: {name} (needs {missing})")
                 continue
             failures.append(f"{name}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - any import-time failure is a finding
+            failures.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
     from attn_export.errors import MissingDependencyError
     from attn_export.runtime.tensorrt_runner import cuda_backend
 
