@@ -202,17 +202,21 @@ stop_ctr() {
   CTR_PID=
 }
 
-cleanup() {
-  if [[ -n ${CTR_PID:-} ]]; then kill -KILL "$CTR_PID" 2> /dev/null || true; fi
+net_cleanup() {
   ip netns del "$NETNS" 2> /dev/null || true
   ip link del attn-test-h 2> /dev/null || true
+}
+
+cleanup() {
+  if [[ -n ${CTR_PID:-} ]]; then kill -KILL "$CTR_PID" 2> /dev/null || true; fi
+  net_cleanup
   local c
   for c in "${CTRS[@]}"; do "${BUILDAH[@]}" rm "$c" > /dev/null 2>&1 || true; done
 }
 trap cleanup EXIT
 
 make_netns() {  # the container's network: a veth pair, 169.254.77.1 here, .2 inside
-  cleanup
+  net_cleanup
   ip netns add "$NETNS"
   ip link add attn-test-h type veth peer name attn-test-c
   ip link set attn-test-c netns "$NETNS"
@@ -229,6 +233,10 @@ check_x86() {
   ctr --user "$HOST_UID:$HOST_UID" -v "$DATA:/data" "$X86" cbam --opset 17 --dynamic batch \
     --output-dir /data/cbam > /dev/null
   [[ $(stat -c %u "$DATA/cbam/cbam.onnx") == "$HOST_UID" ]] || die "export not owned by $HOST_UID"
+  step "x86 image: doctor, and validate of that export"
+  ctr --user "$HOST_UID:$HOST_UID" "$X86" doctor | tail -3
+  ctr --user "$HOST_UID:$HOST_UID" -v "$DATA:/data" "$X86" validate /data/cbam/cbam.onnx \
+    --golden /data/cbam/cbam.golden.npz | tail -1
   step "x86 image: a root-owned folder (what -v makes of a missing host folder) -> one error line"
   local rootowned=$WORK/rootowned err rc=0
   rm -rf "$rootowned" && mkdir -m 0755 "$rootowned"
