@@ -274,12 +274,20 @@ check_serve() {  # check_serve IMAGE NAME: the image's own CMD in its own networ
   local image=$1 name=$2 status
   step "$name: SIGTERM to PID 1 while the models load (docker stop during start-up)"
   ctr -d --net "$NETNS" --user "$HOST_UID:$HOST_UID" -v "$DATA/repo:/models" "$image"
-  sleep 1
-  if "$PY" -c 'import sys, urllib.request
-urllib.request.urlopen(f"http://{sys.argv[1]}:8000/v2/health/ready", timeout=1)' "$CTR_IP" 2> /dev/null; then
-    echo "NOTE: already ready after 1 s: this stop tested a running server, not a loading one"
+  # loading: PID 1's child (attn-export) has mapped onnxruntime, and has not said "serving" yet
+  local pid1 child='' loading=''
+  pid1=$(ctr_pid1)
+  for _ in $(seq 400); do
+    child=$(cut -d' ' -f1 "/proc/$pid1/task/$pid1/children" 2> /dev/null || true)
+    if [[ -n $child ]] && grep -q onnxruntime "/proc/$child/maps" 2> /dev/null; then
+      loading=1; break
+    fi
+    sleep 0.05
+  done
+  if [[ -n $loading ]] && ! grep -q "^serving " "$WORK/ctr.log"; then
+    echo "loading (onnxruntime mapped, not serving yet): SIGTERM now"
   else
-    echo "not ready yet (loading): SIGTERM now"
+    echo "NOTE: the load was not caught in the act: this stop tested start-up or a running server"
   fi
   stop_ctr 10
   echo "exit status $STOP_RC after ${STOP_SECS}s; the container's last words:"
