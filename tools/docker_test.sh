@@ -21,6 +21,9 @@
 # bindings for cp311 with the C stub of their libraries (build/trt-bindings, made by `make`), so
 # there `doctor --for build` must be blocked by the GPU alone; no cp313 bindings exist for the
 # JetPack 7 stand-in, so there TensorRT is also allowed to block.
+# Measured: 356 s from nothing (both debootstraps included, torch's wheel from pip's cache), ~7 GB
+# under build/docker, on 2 shared cores at load ~3.5; the checks alone (DOCKER_TEST_REUSE_IMAGES=1)
+# about 70 s. To be re-measured on an idle machine.
 # Everything lives under build/docker (base tarballs, wheelhouse, buildah's vfs storage); images
 # are rebuilt each run unless DOCKER_TEST_REUSE_IMAGES=1 (iterating on the checks). Needs root
 # and apt (Debian/Ubuntu).
