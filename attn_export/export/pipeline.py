@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 
 from attn_export.atomic import ArtefactSet, fault_point, sha256_file
+from attn_export.errors import ExportError
 from attn_export.export.check import checked_onnx, op_types
+from attn_export.export.network_source import NetworkSource
 from attn_export.export.onnx_from_torch import onnx_from_torch
 from attn_export.export.report import build_report
 from attn_export.export.request import (
@@ -24,7 +26,7 @@ from attn_export.export.request import (
     prepare_output_dir,
 )
 from attn_export.export.simplified_onnx import simplified_onnx
-from attn_export.export.sources import Source, source_for
+from attn_export.export.sources import BlockSource, Source
 from attn_export.export.stages import (
     check_simplification,
     golden_from_torch,
@@ -33,6 +35,16 @@ from attn_export.export.stages import (
 )
 from attn_export.runtime.golden import save_golden
 from attn_export.runtime.validate import validate_runner
+
+
+def source_for(req: ExportRequest) -> Source:
+    """The source that builds ``req``'s module: a catalog block, or a network (registered or a
+    user's file)."""
+    if req.kind == "block":
+        return BlockSource()
+    if req.kind == "network":
+        return NetworkSource()
+    raise ExportError(f"unknown export kind {req.kind!r}; expected block or network")
 
 
 def resolve(req: ExportRequest) -> ExportRequest:

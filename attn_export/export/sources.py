@@ -124,14 +124,3 @@ def build_block(req: ExportRequest):
                                f"{shown}: {str(exc).splitlines()[0][:200]}") from None
     randomize_norm_statistics(module, req.seed)
     return module.eval()
-
-
-def source_for(req: ExportRequest) -> Source:
-    """The source that builds ``req``'s module."""
-    if req.kind == "block":
-        return BlockSource()
-    if req.kind == "network":
-        from attn_export.export.network_source import NetworkSource
-
-        return NetworkSource()
-    raise ExportError(f"unknown export kind {req.kind!r}; expected block or network")
