@@ -23,6 +23,7 @@ from attn_export.commands.common import (
     parse_target_trt,
 )
 from attn_export.commands.doctor import doctor_command
+from attn_export.commands.engine_build import build_and_validate, installed_trt
 from attn_export.commands.model import model_command
 from attn_export.commands.repo import repo_command
 from attn_export.commands.serve import serve_command
@@ -140,7 +141,7 @@ def _after_export(result, block, variant, opset, exporter, dynamic, simplifier, 
     if engine:
         from attn_export.export.engine_from_onnx import BuildOptions
 
-        _build_and_validate(result.onnx_path, BuildOptions(
+        build_and_validate(result.onnx_path, BuildOptions(
             precision=precision, shape_mode=dynamic, calib_data=calib_data,
             quantize_gates=quantize_gates), result.golden_path, target_trt)
 
@@ -157,7 +158,7 @@ def _reduced_precision(onnx_path, golden_path, precision, calib_data, quantize_g
         warnings.simplefilter("always")
         out = precision_set_from_export(
             onnx_path, golden_path, precision, on_wait=_say_waiting, calib_data=calib_data,
-            quantize_gates=quantize_gates, trt_version=target_trt or _installed_trt(), seed=seed)
+            quantize_gates=quantize_gates, trt_version=target_trt or installed_trt(), seed=seed)
     echo_warnings(caught)
     click.echo(f"{precision} graph -> {out.path}  ({len(out.kept_float)} nodes kept float"
                + (f"; {out.quantization.describe()}" if out.quantization else "")
@@ -167,46 +168,6 @@ def _reduced_precision(onnx_path, golden_path, precision, calib_data, quantize_g
     click.echo(format_table(out.rows))
     if not out.passed:
         fail(f"{out.path} differs from PyTorch beyond the {precision} tolerance (see the table)")
-
-
-def _installed_trt() -> str:
-    """The installed TensorRT's version, else 10.3 (JetPack 6), for planning without a GPU."""
-    from attn_export.runtime.tensorrt_runner import installed_trt_version
-
-    return installed_trt_version() or "10.3"
-
-
-def _build_and_validate(onnx_path, options, golden_path, target_trt, output=None) -> None:
-    """Build the engine, print where it went, validate it against the golden file if any."""
-    import warnings
-
-    from attn_export.export.engine_from_onnx import build_engine
-    from attn_export.runtime.golden import load_golden
-    from attn_export.runtime.tensorrt_runner import TensorRTRunner
-    from attn_export.runtime.validate import format_table, validate_runner
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        built = build_engine(onnx_path, options, output)
-    echo_warnings(caught)
-    if target_trt and built.plan.trt_version[0] != int(target_trt.split(".")[0]):
-        click.echo(f"warning: --trt-version {target_trt} but TensorRT "
-                   f"{built.sidecar.built_with['tensorrt']} built the engine", err=True)
-    s = built.sidecar
-    click.echo(f"engine -> {built.engine_path} ({s.engine['bytes']} bytes, {s.precision}, "
-               f"TensorRT {s.built_with['tensorrt']}, {s.built_with['gpu']} sm"
-               f"{s.built_with['compute_capability']}, built in {s.build_time_s:.1f} s)")
-    for note in built.notes:
-        click.echo(f"plan: {note}")
-    click.echo(f"sidecar -> {built.sidecar_path}")
-    if golden_path is None or not Path(golden_path).is_file():
-        click.echo("no golden file beside the model: engine not validated (pass --golden)")
-        return
-    with TensorRTRunner(built.engine_path) as runner:
-        rows = validate_runner(runner, load_golden(golden_path), s.precision)
-    click.echo(format_table(rows))
-    if not all(r.comparison.passed for r in rows):
-        fail(f"{built.engine_path} differs from PyTorch beyond the {s.precision} tolerance")
 
 
 def markdown_table() -> str:
@@ -259,10 +220,10 @@ def list_command(as_json: bool, markdown: bool) -> None:
 @handle_errors
 def validate_command(model: Path, golden: Path, precision: str | None) -> None:
     """Check MODEL (.onnx or TensorRT .engine) against the golden outputs (needs no torch)."""
-    from attn_export.export.precision import validation_runner
     from attn_export.runtime.golden import load_golden
     from attn_export.runtime.provenance import provenance_note
     from attn_export.runtime.validate import format_table, validate_runner
+    from attn_export.runtime.validation_runner import validation_runner
 
     runner, inferred = validation_runner(model)  # a missing or truncated file fails here
     precision = precision or inferred
@@ -328,7 +289,7 @@ def build_command(model, precision, fp16_mode, calib_data, quantize_gates, min_s
     if golden is None:
         stem = model.name.split(".")[0]
         golden = model.with_name(f"{stem}.golden.npz")
-    _build_and_validate(model, options, golden, None, output)
+    build_and_validate(model, options, golden, None, output)
 
 
 def parse_trt_version(_ctx, _param, value: str) -> str:

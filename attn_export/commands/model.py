@@ -11,7 +11,13 @@ from pathlib import Path
 
 import click
 
-from attn_export.commands.common import fail, handle_errors, parse_sets, parse_shape
+from attn_export.commands.common import (
+    fail,
+    handle_errors,
+    parse_sets,
+    parse_shape,
+    parse_target_trt,
+)
 
 OPSET_HELP = "ONNX opset, 11..21 (TensorRT 8.5 parses up to 17, 10.x up to 20)."
 
@@ -23,6 +29,24 @@ def _progress():
         click.echo(f"[{time.perf_counter() - start:6.1f} s] {message}", err=True)
 
     return echo
+
+
+def _say_waiting(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def format_swaps(swaps, network_diff: float) -> str:
+    """The swap table the command prints: every block, what replaced it, the difference."""
+    if not swaps:
+        return "no catalog block found in the network: nothing swapped"
+    width = max(len(s.path) for s in swaps)
+    lines = [f"{'block at':<{width}}  {'reference -> deploy':<36}  max |diff|"]
+    for s in swaps:
+        diff = "not reached (unused on this input)" if s.max_abs_diff is None else \
+            f"{s.max_abs_diff:.3g}"
+        lines.append(f"{s.path:<{width}}  {s.reference + ' -> ' + s.deploy:<36}  {diff}")
+    lines.append(f"{len(swaps)} blocks swapped; network output max |diff| {network_diff:.3g}")
+    return "\n".join(lines)
 
 
 def _list(as_json: bool, markdown: bool) -> None:
@@ -93,7 +117,9 @@ def markdown_table() -> str:
 @click.option("--calib-data", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="INT8 calibration inputs: a folder of .npy images (default: seeded samples).")
 @click.option("--engine", is_flag=True, help="Also build a TensorRT engine and validate it.")
-@click.option("--trt-version", "target_trt", help="TensorRT the precision plan targets [10.3].")
+@click.option("--trt-version", "target_trt", callback=parse_target_trt,
+              help="TensorRT the precision plan targets, e.g. 10.3 (JetPack 6) or 11.0 "
+              "[the installed one, else 10.3].")
 @click.option("--json", "as_json", is_flag=True, help="With `model list`: machine-readable.")
 @click.option("--markdown", is_flag=True, help="With `model list`: the README's table.")
 @handle_errors
@@ -109,7 +135,7 @@ def model_command(network, checkpoint, source, attn, sets, input_shape, dynamic,
     if network == "list":
         _list(as_json, markdown)
         return
-    from attn_export.models.user import is_user_spec
+    from attn_export.export.user_file import is_user_spec
 
     if not is_user_spec(network):
         from attn_export.models.registry import model_card
@@ -123,15 +149,16 @@ def model_command(network, checkpoint, source, attn, sets, input_shape, dynamic,
         from attn_export.runtime.tensorrt_runner import import_tensorrt
 
         import_tensorrt()
-    from attn_export.models.export import ModelRequest, check_passed, export_model, format_swaps
+    from attn_export.export.pipeline import export
+    from attn_export.export.request import network_request
     from attn_export.runtime.network_rule import tolerance_note
     from attn_export.runtime.validate import format_table
 
-    result = export_model(ModelRequest(
-        model=network, checkpoint=checkpoint, source=source, attn=attn, sets=sets,
-        input_shape=input_shape, dynamic=dynamic, num_classes=num_classes, opset=opset,
-        exporter=exporter, simplifier=simplifier, output_dir=output_dir,
-        inputs=[Path(p) for p in inputs], seed=seed), progress=_progress())
+    result = export(network_request(
+        network, sets, checkpoint=checkpoint, layout=source, attn=attn, input_shape=input_shape,
+        dynamic=dynamic, num_classes=num_classes, opset=opset, exporter=exporter,
+        simplifier=simplifier, output_dir=output_dir, inputs=[Path(p) for p in inputs],
+        seed=seed), on_wait=_say_waiting, progress=_progress())
     r = result.report
     loaded = r["network"]["checkpoint"]
     click.echo(f"{network}: {r['network']['parameters']:,} parameters, "
@@ -145,33 +172,38 @@ def model_command(network, checkpoint, source, attn, sets, input_shape, dynamic,
     click.echo(format_table(result.rows))
     click.echo(tolerance_note("fp32"))
     click.echo(f"wrote {result.onnx_path}, {result.golden_path}, {result.report_path}")
-    check_passed(result)
+    if not result.passed:
+        fail(f"{result.onnx_path}: ONNX Runtime differs from PyTorch beyond the fp32 tolerance "
+             "(see the table)")
     if precision != "fp32":
         _reduced_precision(result, precision, calib_data, target_trt, seed)
     if engine:
-        from attn_export.cli import _build_and_validate
+        from attn_export.commands.engine_build import build_and_validate
         from attn_export.export.engine_from_onnx import BuildOptions
 
-        _build_and_validate(result.onnx_path, BuildOptions(
+        build_and_validate(result.onnx_path, BuildOptions(
             precision=precision, shape_mode=dynamic, calib_data=calib_data),
             result.golden_path, target_trt)
 
 
 def _reduced_precision(result, precision, calib_data, target_trt, seed) -> None:
     """NETWORK.fp16.onnx / NETWORK.int8.onnx, validated, with the per-block gate error (INT8)."""
-    from attn_export.models.precision import network_precision
+    from attn_export.commands.engine_build import installed_trt
+    from attn_export.export.network_precision import network_precision
     from attn_export.runtime.validate import format_table
 
     _progress()(f"writing and validating the {precision} graph"
                 + (" (calibrating; gates stay float)" if precision == "int8" else ""))
     out = network_precision(result.onnx_path, result.golden_path, precision, calib_data,
-                            target_trt or "10.3", seed, [s.path for s in result.swaps],
+                            target_trt or installed_trt(), seed, [s.path for s in result.swaps],
                             result.task == "classify")
     for message in out.warnings:
         click.echo(f"warning: {message}", err=True)
     e = out.export
     click.echo(f"{precision} graph -> {e.path}  ({len(e.kept_float)} nodes kept float"
                + (f"; calibration: {e.calibration}" if e.calibration else "") + ")")
+    for note in e.plan.notes:
+        click.echo(f"TensorRT {'.'.join(map(str, e.plan.trt_version))} plan: {note}")
     click.echo(format_table(e.rows))
     from attn_export.runtime.network_rule import tolerance_note
 

@@ -23,12 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from attn_export.errors import ValidationError
-from attn_export.export.fp16_from_onnx import (
-    Fp16Conversion,
-    Fp16RoundingRunner,
-    fp16_from_onnx,
-    is_fp16_graph,
-)
+from attn_export.export.fp16_from_onnx import Fp16Conversion, fp16_from_onnx
 from attn_export.export.int8_from_onnx import (
     DEFAULT_CALIB_SAMPLES,
     Int8Quantization,
@@ -38,14 +33,9 @@ from attn_export.export.int8_from_onnx import (
 )
 from attn_export.export.precision_plan import PrecisionPlan, plan_precision, precision_onnx_path
 from attn_export.runtime.base import Feed
+from attn_export.runtime.fp16_rounding import Fp16RoundingRunner
 from attn_export.runtime.onnxruntime_runner import OnnxRuntimeRunner
-
-
-def graph_kind(model) -> str:
-    """``qdq`` (has QuantizeLinear), ``fp16`` (computes in float16) or ``fp32``."""
-    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node):
-        return "qdq"
-    return "fp16" if is_fp16_graph(model) else "fp32"
+from attn_export.runtime.validation_runner import graph_kind
 
 
 def write_fp16_onnx(onnx_path: str | Path, output_path: str | Path | None = None,
@@ -254,6 +244,7 @@ def precision_set_from_export(onnx_path: str | Path, golden_path: str | Path, pr
         staged = txn.register(name)
         section = {"file": name, "passed": out.passed, "calibration": out.calibration,
                    "kept_float": len(out.kept_float), "plan_notes": list(out.plan.notes),
+                   "plan_trt": ".".join(map(str, out.plan.trt_version)),
                    "source_sha256": sha256_file(onnx_path), **int8_report(out.quantization),
                    "metrics": [r.to_dict() for r in out.rows]}
         section |= more_report(out) if more_report else {}
@@ -261,22 +252,3 @@ def precision_set_from_export(onnx_path: str | Path, golden_path: str | Path, pr
         txn.write_text(REPORT_NAME, report_text(report))
     out.path = folder / name
     return out
-
-
-def validation_runner(model_path: str | Path):
-    """The runner that validates ``model_path`` faithfully, and the precision it was built for:
-    an engine -> TensorRT (precision from its sidecar); a float16 ONNX -> ONNX Runtime with FP16
-    rounding; a Q/DQ ONNX -> ONNX Runtime (int8); any other ONNX -> ONNX Runtime (fp32)."""
-    from attn_export.export.check import load_onnx
-
-    path = Path(model_path)
-    if path.suffix in (".engine", ".plan", ".trt"):
-        from attn_export.export.sidecar import read_sidecar
-        from attn_export.runtime.tensorrt_runner import TensorRTRunner
-
-        sidecar = read_sidecar(path)
-        return TensorRTRunner(path), (sidecar.precision if sidecar else "fp32")
-    kind = graph_kind(load_onnx(path))
-    if kind == "fp16":
-        return Fp16RoundingRunner(path), "fp16"
-    return OnnxRuntimeRunner(path), ("int8" if kind == "qdq" else "fp32")

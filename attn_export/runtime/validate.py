@@ -11,6 +11,7 @@ from attn_export.errors import ModelFileError
 from attn_export.runtime.base import Runner
 from attn_export.runtime.compare import Comparison, compare, has_spread
 from attn_export.runtime.golden import Golden
+from attn_export.runtime.network_rule import JUDGED_AS_NETWORK, network_comparison
 
 
 @dataclass(frozen=True)
@@ -68,11 +69,18 @@ def validate_runner(runner: Runner, golden: Golden, precision: str = "fp32") -> 
             actual = outputs[name].astype(np.float32)
             rows.append(Row(runner.name, case.name,
                             compare(actual, expected, precision, name, judge_gain)))
-    if golden.meta.get("judged_as") == "network":  # written by `attn-export model`
-        from attn_export.runtime.network_rule import judged_as_network
-
+    if golden.meta.get("judged_as") == JUDGED_AS_NETWORK:  # written by `attn-export model`
         rows = judged_as_network(rows, golden, precision)
     return rows
+
+
+def judged_as_network(rows: list[Row], golden: Golden, precision: str) -> list[Row]:
+    """Validation rows of ``golden`` re-judged by the network rule (see
+    :mod:`attn_export.runtime.network_rule`)."""
+    expected = {(c.name, k): v for c in golden.cases for k, v in c.outputs.items()}
+    return [Row(r.backend, r.case,
+                network_comparison(r.comparison, expected[(r.case, r.comparison.output)],
+                                   precision)) for r in rows]
 
 
 def format_table(rows: list[Row]) -> str:

@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from attn_export.export.fp16_from_onnx import Fp16RoundingRunner
 from attn_export.export.int8_from_onnx import int8_from_onnx
 from attn_export.export.onnx_from_torch import io_names
 from attn_export.export.precision import write_fp16_onnx
 from attn_export.modules.registry import BLOCKS
 from attn_export.runtime.compare import compare, has_spread
+from attn_export.runtime.fp16_rounding import Fp16RoundingRunner
 from attn_export.runtime.inputs import extra_feeds
 from attn_export.runtime.onnxruntime_runner import OnnxRuntimeRunner
 
@@ -30,7 +30,7 @@ def exported(request, tmp_path_factory):
     import torch
 
     from attn_export.export.onnx_from_torch import onnx_from_torch
-    from attn_export.export.pipeline import randomize_norm_statistics
+    from attn_export.export.stages import randomize_norm_statistics
     from attn_export.modules.factory import create_block
     from attn_export.runtime.inputs import standard_cases
 

@@ -10,15 +10,17 @@ import pytest
 from onnx import helper, numpy_helper
 
 from attn_export.errors import ValidationError
-from attn_export.export.fp16_from_onnx import Fp16RoundingRunner, fp16_from_onnx
+from attn_export.export.fp16_from_onnx import fp16_from_onnx
 from attn_export.export.int8_from_onnx import (
     gate_nodes,
 )
-from attn_export.export.precision import graph_kind, write_fp16_onnx, write_int8_onnx
+from attn_export.export.precision import write_fp16_onnx, write_int8_onnx
 from attn_export.export.profiles import onnx_input_specs
 from attn_export.modules.registry import block_info, list_blocks
 from attn_export.runtime.compare import compare
+from attn_export.runtime.fp16_rounding import Fp16RoundingRunner
 from attn_export.runtime.onnxruntime_runner import OnnxRuntimeRunner
+from attn_export.runtime.validation_runner import graph_kind
 from tests.export.onnx_graphs import gate_graph, model_of
 
 # --------------------------------------------------------------------------------------------------
@@ -216,7 +218,7 @@ def test_fp16_graph_of_every_block_passes_the_fp16_tolerance(name, tmp_path):
     import torch
 
     from attn_export.export.onnx_from_torch import onnx_from_torch
-    from attn_export.export.pipeline import randomize_norm_statistics
+    from attn_export.export.stages import randomize_norm_statistics
     from attn_export.modules.factory import create_block
     from attn_export.modules.registry import block_info
     from attn_export.runtime.inputs import standard_cases

@@ -8,7 +8,8 @@ import onnx
 import pytest
 
 from attn_export.errors import ShapeModeError
-from attn_export.models.export import ModelRequest, export_model
+from attn_export.export.pipeline import export
+from attn_export.export.request import network_request
 
 FAST = [
     ("resnet18", "eca", {}, (1, 3, 64, 64), "batch"),
@@ -41,8 +42,8 @@ def _ids(case):
 
 def _check(case, tmp_path):
     host, block, sets, shape, dynamic = case
-    result = export_model(ModelRequest(model=host, attn=block, sets=dict(sets), input_shape=shape,
-                                       dynamic=dynamic, output_dir=tmp_path))
+    result = export(network_request(host, dict(sets), attn=block, input_shape=shape, dynamic=dynamic,
+                                  output_dir=tmp_path))
     assert result.passed, result.rows
     report = json.loads(result.report_path.read_text())
     assert report["network"]["name"] == host and report["input_shape"] == list(shape)
@@ -72,10 +73,10 @@ def test_network_matrix(case, tmp_path):
 
 def test_shapes_a_network_cannot_take_are_refused_before_building(tmp_path):
     with pytest.raises(ShapeModeError, match="multiples of 32"):
-        export_model(ModelRequest(model="tiny_detector", input_shape=(1, 3, 300, 300),
-                                  output_dir=tmp_path))
+        export(network_request("tiny_detector", input_shape=(1, 3, 300, 300),
+                               output_dir=tmp_path))
     with pytest.raises(ShapeModeError, match="use --dynamic batch"):
-        export_model(ModelRequest(model="unet_scse", dynamic="all", output_dir=tmp_path))
+        export(network_request("unet_scse", dynamic="all", output_dir=tmp_path))
     with pytest.raises(ShapeModeError, match="3-channel images"):
-        export_model(ModelRequest(model="resnet18", input_shape=(1, 4, 64, 64), output_dir=tmp_path))
+        export(network_request("resnet18", input_shape=(1, 4, 64, 64), output_dir=tmp_path))
     assert not any(tmp_path.iterdir())
