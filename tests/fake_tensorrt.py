@@ -49,6 +49,20 @@ _LAYER_TYPES = {"Conv": "CONVOLUTION", "ConvTranspose": "DECONVOLUTION", "Gemm":
                 "DequantizeLinear": "DEQUANTIZE"}
 
 
+PROCESS_LOGGERS: dict[str, object] = {}
+"""Version -> the logger TensorRT uses for the whole process: the first one handed to a Builder,
+Runtime or parser. TensorRT treats the logger as a singleton (``ILogger``'s documentation); a
+later object's logger receives nothing. :func:`reset_process_logger` starts a "new process"."""
+
+
+def _process_logger(trt, given):
+    return PROCESS_LOGGERS.setdefault(trt.__version__, given)
+
+
+def reset_process_logger() -> None:
+    PROCESS_LOGGERS.clear()
+
+
 class ILogger:
     def __init__(self) -> None:
         pass
@@ -141,6 +155,7 @@ class OnnxParser:
 
     def __init__(self, network, logger) -> None:
         self._network, self._errors = network, []
+        _process_logger(network._trt, logger)
 
     num_errors = property(lambda self: len(self._errors))
 
@@ -262,8 +277,10 @@ class IBuilderConfig:
 
 class Builder:
     def __init__(self, logger) -> None:
-        self._logger = logger
+        self._given = logger
         self._trt = None  # set by fake_tensorrt()
+
+    _logger = property(lambda self: _process_logger(self._trt, self._given))
 
     def create_network(self, flags=0):
         return INetworkDefinition(self._trt, flags)
@@ -361,6 +378,8 @@ class IExecutionContext:
         return True
 
     def execute_async_v3(self, stream_handle) -> bool:
+        """Runs the ONNX on ONNX Runtime over the bound byte buffers; False (as TensorRT's
+        enqueue failure) when an address is missing or a buffer is too small."""
         import onnxruntime as ort
 
         self.streams.append(stream_handle)
@@ -368,20 +387,31 @@ class IExecutionContext:
         if any(t[0] not in self._addresses for t in io):
             return False
         session = ort.InferenceSession(self._engine._plan["onnx"], providers=["CPUExecutionProvider"])
-        feed = {name: MEMORY[self._addresses[name]] for name, is_input, _ in io if is_input}
+        feed = {}
+        for name, is_input, _ in io:
+            if is_input:
+                shape = self.get_tensor_shape(name)
+                raw = MEMORY[self._addresses[name]]
+                size = int(np.prod(shape)) * 4
+                if raw.nbytes < size:
+                    return False
+                feed[name] = raw[:size].view(np.float32).reshape(shape).copy()
         outputs = session.run(None, feed)
         for (name, _, _), value in zip([t for t in io if not t[1]], outputs):
             target = MEMORY[self._addresses[name]]
-            if target.shape != value.shape:
+            value = np.ascontiguousarray(value, dtype=np.float32)
+            if target.nbytes < value.nbytes:
                 return False
-            target[...] = value
+            target[:value.nbytes] = value.reshape(-1).view(np.uint8)
         return True
 
 
 class Runtime:
     def __init__(self, logger) -> None:
-        self._logger, self._host_code, self._lean = logger, False, False
+        self._given, self._host_code, self._lean = logger, False, False
         self._trt = None  # set by fake_tensorrt()
+
+    _logger = property(lambda self: _process_logger(self._trt, self._given))
 
     engine_host_code_allowed = property(lambda self: self._host_code,
                                         lambda self, v: setattr(self, "_host_code", v))
@@ -389,7 +419,7 @@ class Runtime:
     def load_runtime(self, path):
         if not Path(path).is_file():
             return None
-        lean = type(self)(self._logger)
+        lean = type(self)(self._given)
         lean._trt, lean._lean = self._trt, True
         return lean
 
@@ -454,45 +484,52 @@ def _bind_module(cls, trt) -> None:
 
 
 class FakeCuda:
-    """The runner's CUDA memory backend over :data:`MEMORY` (the interface of ``TorchCuda`` and
-    ``CudaPython``): what a GPU would hold, as numpy arrays."""
+    """The runner's CUDA memory backend over :data:`MEMORY` (the primitives of ``TorchCuda`` and
+    ``CudaPython``): device buffers are byte arrays keyed by address; every allocation is
+    counted, so tests can tell resident buffers from per-request ones."""
 
     name = "fake-cuda"
 
     def __init__(self, stream: int = 7) -> None:
-        self.stream, self.closed, self._owned = stream, False, []
+        self.stream, self.closed = stream, False
+        self.allocations = self.pinned_allocations = self.syncs = 0
+        self.live: set[int] = set()
 
     def device(self) -> tuple[str, str, str]:
         return "FakeGPU", "8.7", "12.6"
 
-    def empty(self, shape, dtype) -> int:
+    def alloc(self, nbytes: int) -> int:
         address = next(_ADDRESSES)
-        MEMORY[address] = np.empty(shape, dtype)
-        self._owned.append(address)
+        MEMORY[address] = np.zeros(max(1, nbytes), np.uint8)
+        self.allocations += 1
+        self.live.add(address)
         return address
 
-    def upload(self, array) -> int:
-        address = self.empty(array.shape, array.dtype)
-        MEMORY[address][...] = array
-        return address
+    def pinned(self, nbytes: int) -> np.ndarray:
+        self.pinned_allocations += 1
+        return np.zeros(max(1, nbytes), np.uint8)
 
     @staticmethod
     def pointer(buffer) -> int:
         return buffer
 
+    def free(self, buffer) -> None:
+        MEMORY.pop(buffer, None)
+        self.live.discard(buffer)
+
+    def to_device(self, buffer, host, nbytes: int) -> None:
+        MEMORY[buffer][:nbytes] = host[:nbytes]
+
+    def to_host(self, host, buffer, nbytes: int) -> None:
+        host[:nbytes] = MEMORY[buffer][:nbytes]
+
     def stream_handle(self) -> int:
         return self.stream
 
-    def download(self, buffer) -> np.ndarray:
-        return MEMORY[buffer].copy()
-
-    def release(self) -> None:
-        for address in self._owned:
-            MEMORY.pop(address, None)
-        self._owned.clear()
+    def synchronize(self) -> None:
+        self.syncs += 1
 
     def close(self) -> None:
-        self.release()
         self.closed = True
 
 
@@ -501,9 +538,9 @@ def install(monkeypatch, version: str = "10.3.0"):
     fake device, for one test (``monkeypatch`` undoes both)."""
     import sys
 
-    from attn_export.runtime import tensorrt_runner
+    from attn_export.runtime import cuda_memory
 
     trt = fake_tensorrt(version)
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
-    monkeypatch.setattr(tensorrt_runner, "cuda_backend", lambda prefer="auto": FakeCuda())
+    monkeypatch.setattr(cuda_memory, "cuda_backend", lambda prefer="auto": FakeCuda())
     return trt

@@ -271,7 +271,7 @@ def validation_runner(model_path: str | Path):
 
     path = Path(model_path)
     if path.suffix in (".engine", ".plan", ".trt"):
-        from attn_export.export.sidecar import read_sidecar
+        from attn_export.runtime.sidecar import read_sidecar
         from attn_export.runtime.tensorrt_runner import TensorRTRunner
 
         sidecar = read_sidecar(path)

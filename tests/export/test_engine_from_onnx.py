@@ -13,26 +13,27 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from attn_export.errors import MissingDependencyError, ValidationError
-from attn_export.export.engine_from_onnx import (
+from attn_export.export.engine_from_onnx import build_engine
+from attn_export.export.trt_build.graph import engine_path_for, export_shapes_near, prepare_graph
+from attn_export.export.trt_build.parse import describe_parser_error
+from attn_export.export.trt_build.settings import (
     DEFAULT_WORKSPACE_MIB,
     BuilderSettings,
     BuildOptions,
-    build_engine,
     builder_settings,
-    default_timing_cache_path,
-    describe_parser_error,
-    engine_path_for,
-    export_shapes_near,
     layers_to_pin,
-    make_sidecar,
-    prepare_graph,
+)
+from attn_export.export.trt_build.sidecar import make_sidecar, write_sidecar
+from attn_export.export.trt_build.timing_cache import (
+    default_timing_cache_path,
     read_timing_cache,
     write_timing_cache,
 )
 from attn_export.export.precision import graph_kind
 from attn_export.export.precision_plan import plan_precision
 from attn_export.export.profiles import InputProfile
-from attn_export.export.sidecar import RuntimeEnv, read_sidecar, sha256_file, write_sidecar
+from attn_export.atomic import sha256_file
+from attn_export.runtime.sidecar import RuntimeEnv, read_sidecar
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 ENV = RuntimeEnv("10.3.0", "Orin (nvgpu)", "8.7", "12.6", "Linux aarch64")

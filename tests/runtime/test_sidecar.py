@@ -9,16 +9,16 @@ from dataclasses import replace
 import pytest
 
 from attn_export.errors import ModelFileError
-from attn_export.export.sidecar import (
+from attn_export.atomic import sha256_file
+from attn_export.export.trt_build.sidecar import write_sidecar
+from attn_export.runtime.sidecar import (
     SCHEMA,
     EngineSidecar,
     RuntimeEnv,
     check_compatible,
     compatibility_problems,
     read_sidecar,
-    sha256_file,
     sidecar_path,
-    write_sidecar,
 )
 
 ORIN = RuntimeEnv("10.3.0", "Orin", "8.7", "12.6", "Linux aarch64")
@@ -75,7 +75,7 @@ def test_foreign_sidecars_are_refused(tmp_path, content, message):
         read_sidecar(engine)
 
 
-def test_sha256_file(tmp_path):
+def test_the_one_hashing_helper_is_atomics(tmp_path):
     path = tmp_path / "f"
     path.write_bytes(b"abc")
     assert sha256_file(path) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
