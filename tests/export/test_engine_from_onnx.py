@@ -12,8 +12,12 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from attn_export.atomic import sha256_file
 from attn_export.errors import MissingDependencyError, ValidationError
 from attn_export.export.engine_from_onnx import build_engine
+from attn_export.export.precision import graph_kind
+from attn_export.export.precision_plan import plan_precision
+from attn_export.export.profiles import InputProfile
 from attn_export.export.trt_build.graph import engine_path_for, export_shapes_near, prepare_graph
 from attn_export.export.trt_build.parse import describe_parser_error
 from attn_export.export.trt_build.settings import (
@@ -29,10 +33,6 @@ from attn_export.export.trt_build.timing_cache import (
     read_timing_cache,
     write_timing_cache,
 )
-from attn_export.export.precision import graph_kind
-from attn_export.export.precision_plan import plan_precision
-from attn_export.export.profiles import InputProfile
-from attn_export.atomic import sha256_file
 from attn_export.runtime.sidecar import RuntimeEnv, read_sidecar
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None

@@ -18,12 +18,12 @@ from onnx import TensorProto, helper, numpy_helper
 
 from attn_export.errors import ExportError, ModelFileError, ValidationError
 from attn_export.export.engine_from_onnx import build_engine, engine_from_onnx
-from attn_export.export.trt_build.build import pin_fp32_layers
-from attn_export.export.trt_build.settings import BuildOptions, builder_settings
 from attn_export.export.precision_plan import PrecisionPlan, plan_precision
 from attn_export.export.profiles import InputProfile
-from attn_export.runtime.sidecar import read_sidecar
+from attn_export.export.trt_build.build import pin_fp32_layers
+from attn_export.export.trt_build.settings import BuildOptions, builder_settings
 from attn_export.runtime.onnxruntime_runner import OnnxRuntimeRunner
+from attn_export.runtime.sidecar import read_sidecar
 from tests import fake_tensorrt
 
 VERSIONS = ("10.3.0", "10.13.0.35", "11.4.0.106")

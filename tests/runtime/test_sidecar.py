@@ -8,8 +8,8 @@ from dataclasses import replace
 
 import pytest
 
-from attn_export.errors import ModelFileError
 from attn_export.atomic import sha256_file
+from attn_export.errors import ModelFileError
 from attn_export.export.trt_build.sidecar import write_sidecar
 from attn_export.runtime.sidecar import (
     SCHEMA,

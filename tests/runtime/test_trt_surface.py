@@ -21,12 +21,12 @@ from pathlib import Path
 
 import pytest
 
+from attn_export.export.precision_plan import FP16_MODES, PRECISIONS, plan_precision
 from attn_export.export.trt_build.settings import (
     PINNED_LAYER_TYPES,
     BuildOptions,
     builder_settings,
 )
-from attn_export.export.precision_plan import FP16_MODES, PRECISIONS, plan_precision
 from attn_export.runtime.sidecar import HARDWARE_LEVELS
 from attn_export.runtime.trt_engine import TRT_DTYPES
 from tests import fake_tensorrt as fake

@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from attn_export.cli import main
 from attn_export.atomic import sha256_file
+from attn_export.cli import main
 from attn_export.export.trt_build.sidecar import write_sidecar
 from attn_export.runtime.sidecar import EngineSidecar
 from attn_export.serve.config import BatchOptions, ConfigError, ModelSpec, engine_max_batch
