@@ -26,7 +26,7 @@ from attn_export.runtime.onnxruntime_runner import OnnxRuntimeRunner
 from attn_export.runtime.sidecar import read_sidecar
 from tests import fake_tensorrt
 
-VERSIONS = ("10.3.0", "10.13.0.35", "11.4.0.106")
+VERSIONS = ("10.3.0", "10.13.0.35", "10.16.1.11", "11.4.0.106")
 
 
 def gate_onnx(path: Path, batch="N") -> Path:
