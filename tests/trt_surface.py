@@ -1,10 +1,11 @@
 """The API surface of a real TensorRT Python binding, read without TensorRT's native libraries.
 
 ``python tests/trt_surface.py`` runs inside a subprocess whose ``sys.path`` starts with one
-unpacked ``tensorrt-cu12-bindings`` (or ``-cu13-``, for 10.16) wheel and whose ``LD_LIBRARY_PATH`` holds the C stub built by
-``tools/trt_bindings.py``: it prints, as JSON, every enum (members), every class (methods with
-their pybind signatures, overloads included; properties and whether they can be set) and every
-module-level value. One process per version, because two versions cannot share a process.
+unpacked ``tensorrt-cu12-bindings`` (``-cu13-`` for 10.16) wheel and whose ``LD_LIBRARY_PATH``
+holds the C stub built by ``tools/trt_bindings.py``: it prints, as JSON, every enum (members),
+every class (methods with their pybind signatures, overloads included; properties and whether
+they can be set) and every module-level value. One process per version, because two versions
+cannot share a process.
 
 The parent side (:func:`read_surface`, :func:`binding_dirs`) and the signature parser are plain
 Python, used by ``tests/runtime/test_trt_surface.py`` and by ``--snapshot``, which writes the

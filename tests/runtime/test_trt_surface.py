@@ -1,4 +1,5 @@
-"""Our TensorRT calls and the fake TensorRT, checked against the real bindings 10.3, 10.13, 11.4.
+"""Our TensorRT calls and the fake TensorRT, checked against the real bindings 10.3, 10.13, 10.16
+and 11.4.
 
 The real ``tensorrt-cu12-bindings`` wheels (``tools/trt_bindings.py``, run by the Makefile's
 environment step) import here with a C stub of TensorRT's native libraries; each version is read
