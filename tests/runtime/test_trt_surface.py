@@ -41,7 +41,7 @@ from tests.trt_surface import (
 )
 
 PACKAGE = Path(__file__).resolve().parents[2] / "attn_export"
-LOGGER_SEVERITIES = ("WARNING", "ERROR", "INTERNAL_ERROR")  # make_logger's threshold + errors()
+LOGGER_SEVERITIES = ("WARNING", "ERROR", "INTERNAL_ERROR")  # the process logger's threshold + errors()
 
 
 @pytest.fixture(scope="module", params=VERSIONS)
