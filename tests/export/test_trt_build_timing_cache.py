@@ -23,10 +23,17 @@ from attn_export.errors import ValidationError
 from attn_export.export.engine_from_onnx import build_engine
 from attn_export.export.trt_build import timing_cache
 from attn_export.export.trt_build.settings import BuildOptions
-from attn_export.export.trt_build.timing_cache import cache_dir, write_timing_cache
+from attn_export.export.trt_build.timing_cache import (
+    cache_dir,
+    default_timing_cache_path,
+    read_timing_cache,
+    write_timing_cache,
+)
+from attn_export.runtime.sidecar import RuntimeEnv
 from tests import fake_tensorrt
 
 ROOT = Path(__file__).resolve().parents[2]
+ENV = RuntimeEnv("10.3.0", "Orin (nvgpu)", "8.7", "12.6", "Linux aarch64")
 
 
 def relu_onnx(path: Path) -> Path:
@@ -143,3 +150,26 @@ def test_cli_build_with_an_unwritable_home(tmp_path):
     folder = f"{home.rstrip('/')}/.cache/attn-export"
     assert len(lines) == 1 and folder in lines[0] and "ATTN_EXPORT_CACHE" in lines[0], out.stderr
     assert "internal error" not in out.stderr + out.stdout
+
+
+def test_timing_cache_is_per_trt_version_and_gpu(tmp_path, monkeypatch):
+    path = default_timing_cache_path(ENV, tmp_path)
+    assert path == tmp_path / "trt-10.3.0-orin-nvgpu-sm87.timing-cache"
+    other = default_timing_cache_path(RuntimeEnv("10.3.0", "RTX 4090", "8.9"), tmp_path)
+    assert other != path
+    monkeypatch.setenv("ATTN_EXPORT_CACHE", str(tmp_path / "c"))
+    assert default_timing_cache_path(ENV).parent == tmp_path / "c"
+
+
+def test_timing_cache_round_trip_is_atomic(tmp_path):
+    path = tmp_path / "sub" / "t.cache"
+    assert read_timing_cache(path) == b""  # no cache yet: build from scratch
+    write_timing_cache(path, b"\x00cache")
+    assert read_timing_cache(path) == b"\x00cache"
+    assert [p.name for p in path.parent.iterdir()] == ["t.cache"]  # no temp file left
+
+
+def test_unreadable_timing_cache_warns_and_builds_without(tmp_path):
+    (tmp_path / "dir.cache").mkdir()
+    with pytest.warns(UserWarning, match="building without it"):
+        assert read_timing_cache(tmp_path / "dir.cache") == b""
