@@ -13,7 +13,6 @@ from pathlib import Path
 from attn_export.errors import MissingDependencyError
 from attn_export.runtime.jetson import is_jetson, jetpack_series, l4t_release, tegra_release_path
 from attn_export.runtime.sidecar import RuntimeEnv
-from attn_export.runtime.trt_version import TrtVersion
 
 CUDA_PYTHON_HINT = (
     "`pip install 'cuda-python>=12,<13'` for CUDA 12 (JetPack 6 is CUDA 12.6; cuda-python 13 "
@@ -135,6 +134,6 @@ def current_env(trt, memory: str = "auto") -> RuntimeEnv:
         backend.close()
 
 
-__all__ = ["CUDA_PYTHON_HINT", "LEAN_RUNTIME_ENV", "TRT_INSTALL_HINT", "TRT_MODULES", "TrtVersion",
-           "current_env", "import_error_hint", "import_tensorrt", "installed_trt_version",
-           "is_jetson", "lean_runtime_path", "probe_env"]
+__all__ = ["CUDA_PYTHON_HINT", "LEAN_RUNTIME_ENV", "TRT_INSTALL_HINT", "TRT_MODULES", "current_env",
+           "import_error_hint", "import_tensorrt", "installed_trt_version", "is_jetson",
+           "lean_runtime_path", "probe_env"]
