@@ -18,11 +18,9 @@ from attn_export.export.engine_from_onnx import build_engine
 from attn_export.export.trt_build.settings import (
     BuildOptions,
 )
-from attn_export.runtime.sidecar import RuntimeEnv
 from tests.export.onnx_graphs import small_onnx
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
-ENV = RuntimeEnv("10.3.0", "Orin (nvgpu)", "8.7", "12.6", "Linux aarch64")
 
 
 @pytest.mark.skipif(HAS_TRT, reason="checks the message shown where TensorRT is absent")
