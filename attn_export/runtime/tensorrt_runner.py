@@ -14,6 +14,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+from attn_export.atomic import sha256_file
 from attn_export.errors import ModelFileError, ValidationError
 from attn_export.runtime import cuda_memory, engine_cache
 from attn_export.runtime.base import Feed, Runner, TensorSpec
@@ -94,8 +95,6 @@ class TensorRTRunner(Runner):
             warnings.warn(f"{self.engine_path} has no .engine.json sidecar: its TensorRT version "
                           "and GPU cannot be checked before loading", UserWarning, stacklevel=3)
         elif self.check_sidecar:
-            from attn_export.atomic import sha256_file
-
             check_compatible(self.engine_path, self.sidecar, probe_env(trt, self._cuda),
                              sha256_file(self.engine_path))
         self._logger = get_trt_logger(trt)

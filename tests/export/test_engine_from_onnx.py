@@ -15,9 +15,7 @@ from onnx import TensorProto, helper
 
 from attn_export.errors import MissingDependencyError
 from attn_export.export.engine_from_onnx import build_engine
-from attn_export.export.trt_build.settings import (
-    BuildOptions,
-)
+from attn_export.export.trt_build.settings import BuildOptions
 from tests.export.onnx_graphs import small_onnx
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
