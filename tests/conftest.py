@@ -24,8 +24,8 @@ def pytest_collection_modifyitems(config, items):
 
         has_gpu = torch.cuda.is_available()
     for item in items:
-        if "trt" in item.keywords and not has_trt:
+        if item.get_closest_marker("trt") and not has_trt:
             item.add_marker(pytest.mark.skip(
                 reason="TensorRT is not importable here (pip install tensorrt on a CUDA machine)"))
-        if "gpu" in item.keywords and not has_gpu:
+        if item.get_closest_marker("gpu") and not has_gpu:
             item.add_marker(pytest.mark.skip(reason="no CUDA device on this machine"))

@@ -32,13 +32,7 @@ ALLOWED: dict[str, set[str]] = {
 }
 """Layer -> the layers it may import besides itself and the foundation."""
 
-KNOWN_UPWARD: dict[tuple[str, str], str] = {
-    # The TensorRT sidecar reader still lives in export/ and is read by runtime and serve; it
-    # moves to runtime/ with the TensorRT building package. Remove these entries at that merge.
-    ("attn_export.runtime.tensorrt_runner", "attn_export.export.sidecar"): "sidecar reader",
-    ("attn_export.runtime.validation_runner", "attn_export.export.sidecar"): "sidecar reader",
-    ("attn_export.serve.repository", "attn_export.export.sidecar"): "sidecar reader",
-}
+KNOWN_UPWARD: dict[tuple[str, str], str] = {}
 """(importer, imported) arrows that run back up today, each with why it is tolerated."""
 
 

@@ -6,12 +6,12 @@ removed weak typing, so there the precision must be in the ONNX itself (see ``en
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from attn_export.errors import ValidationError
+from attn_export.runtime.trt_version import TrtVersion
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -61,19 +61,8 @@ class PrecisionPlan:
 
 
 def parse_trt_version(version: str | Sequence[int]) -> tuple[int, int, int]:
-    """``"10.3"`` / ``"10.3.0.30"`` / ``(11, 0)`` -> ``(10, 3, 0)``."""
-    if isinstance(version, str):
-        parts = re.findall(r"\d+", version)
-        if not parts or not re.fullmatch(r"\s*\d+(\.\d+)*\S*\s*", version):
-            raise ValidationError(
-                f"cannot read TensorRT version {version!r}; expected MAJOR[.MINOR[.PATCH]], "
-                "e.g. 10.3 (JetPack 6) or 11.0"
-            )
-        numbers = [int(p) for p in parts]
-    else:
-        numbers = [int(p) for p in version]
-    numbers = (numbers + [0, 0, 0])[:3]
-    return numbers[0], numbers[1], numbers[2]
+    """``"10.3"`` / ``"10.3.0.30"`` / ``(11, 0)`` -> ``(10, 3, 0)`` (:class:`TrtVersion`)."""
+    return TrtVersion.parse(version).triple
 
 
 def plan_precision(

@@ -29,7 +29,7 @@ def validation_runner(model_path: str | Path) -> tuple[Runner, str]:
     rounding; a Q/DQ ONNX -> ONNX Runtime (int8); any other ONNX -> ONNX Runtime (fp32)."""
     path = Path(model_path)
     if path.suffix in ENGINE_SUFFIXES:
-        from attn_export.export.sidecar import read_sidecar
+        from attn_export.runtime.sidecar import read_sidecar
         from attn_export.runtime.tensorrt_runner import TensorRTRunner
 
         sidecar = read_sidecar(path)

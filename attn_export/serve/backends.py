@@ -32,7 +32,7 @@ def make_runner(backend: str, path: Path, providers: list[str] | None = None):
     if backend == "tensorrt":
         from attn_export.runtime.tensorrt_runner import TensorRTRunner
 
-        return TensorRTRunner(path)
+        return TensorRTRunner(path, share_engine=True)  # one engine, a context per instance
     return serving_onnx_runner(path, providers)
 
 

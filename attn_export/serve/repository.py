@@ -76,7 +76,7 @@ def source_from_export(export_dir: str | Path, precision: str = "fp32") -> Expor
 
 
 def engine_spec(name: str, engine: Path) -> ModelSpec:
-    from attn_export.export.sidecar import read_sidecar
+    from attn_export.runtime.sidecar import read_sidecar
 
     sidecar = read_sidecar(engine)
     if sidecar is None:

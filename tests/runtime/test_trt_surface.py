@@ -1,4 +1,5 @@
-"""Our TensorRT calls and the fake TensorRT, checked against the real bindings 10.3, 10.13, 11.4.
+"""Our TensorRT calls and the fake TensorRT, checked against the real bindings 10.3, 10.13, 10.16
+and 11.4.
 
 The real ``tensorrt-cu12-bindings`` wheels (``tools/trt_bindings.py``, run by the Makefile's
 environment step) import here with a C stub of TensorRT's native libraries; each version is read
@@ -21,10 +22,14 @@ from pathlib import Path
 
 import pytest
 
-from attn_export.export.engine_from_onnx import PINNED_LAYER_TYPES, BuildOptions, builder_settings
 from attn_export.export.precision_plan import FP16_MODES, PRECISIONS, plan_precision
-from attn_export.export.sidecar import HARDWARE_LEVELS
-from attn_export.runtime.tensorrt_runner import TRT_DTYPES
+from attn_export.export.trt_build.settings import (
+    PINNED_LAYER_TYPES,
+    BuildOptions,
+    builder_settings,
+)
+from attn_export.runtime.sidecar import HARDWARE_LEVELS
+from attn_export.runtime.trt_engine import TRT_DTYPES
 from tests import fake_tensorrt as fake
 from tests.trt_surface import (
     VERSIONS,
@@ -36,7 +41,7 @@ from tests.trt_surface import (
 )
 
 PACKAGE = Path(__file__).resolve().parents[2] / "attn_export"
-LOGGER_SEVERITIES = ("WARNING", "ERROR", "INTERNAL_ERROR")  # make_logger's threshold + errors()
+LOGGER_SEVERITIES = ("WARNING", "ERROR", "INTERNAL_ERROR")  # the process logger's threshold + errors()
 
 
 @pytest.fixture(scope="module", params=VERSIONS)
@@ -192,14 +197,17 @@ def test_every_trt_reference_exists(real):
     assert missing == [], f"TensorRT {real['version']} lacks {missing}"
 
 
-TRT_MODULES = ("export/engine_from_onnx.py", "runtime/tensorrt_runner.py")
+TRT_MODULES = ("export/engine_from_onnx.py", *(f"export/trt_build/{p.name}" for p in
+                                               sorted((PACKAGE / "export/trt_build").glob("*.py"))),
+               "runtime/tensorrt_runner.py", "runtime/trt_engine.py", "runtime/trt_logger.py",
+               "bench/tensorrt_timing.py")
 TRT_OBJECTS = {
     "builder": "Builder", "network": "INetworkDefinition", "parser": "OnnxParser",
     "config": "IBuilderConfig", "profile": "IOptimizationProfile", "layer": "ILayer",
     "err": "ParserError", "cache": "ITimingCache", "serialized": "IHostMemory",
     "engine": "ICudaEngine", "_engine": "ICudaEngine", "context": "IExecutionContext",
     "_context": "IExecutionContext", "runtime": "Runtime", "_runtime": "Runtime",
-    "lean": "Runtime", "tensor": "ITensor",
+    "lean": "Runtime", "runtimes": "Runtime", "tensor": "ITensor",
 }
 """The names TensorRT objects are bound to in the modules that talk to TensorRT (``self._x``
 included): the one place that says which class each call goes to."""

@@ -10,8 +10,10 @@ from click.testing import CliRunner
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from attn_export.atomic import sha256_file
 from attn_export.cli import main
-from attn_export.export.sidecar import EngineSidecar, sha256_file, write_sidecar
+from attn_export.export.trt_build.sidecar import write_sidecar
+from attn_export.runtime.sidecar import EngineSidecar
 from attn_export.serve.config import BatchOptions, ConfigError, ModelSpec, engine_max_batch
 from attn_export.serve.config_checks import config_problems
 from attn_export.serve.repository import engine_spec, plan_model, scan_repository, source_from_export

@@ -5,19 +5,19 @@ or hardware-compatible), and the plan file itself does not say which in a readab
 it in ``BLOCK.PRECISION.engine.json`` next to the engine, never as a header inside the engine file:
 a prefixed plan (as some exporters write) no longer loads in ``trtexec --loadEngine`` or DeepStream.
 
-Kept free of heavy imports (json and hashlib only) so the TensorRT runner can read it on a Jetson.
+This module is the reader and the compatibility rules (the runtime's side, kept free of heavy
+imports so the TensorRT runner reads it on a Jetson); the writer is
+:mod:`attn_export.export.trt_build.sidecar`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from attn_export.atomic import write_text_atomic
-from attn_export.errors import ModelFileError
+from attn_export.errors import ModelFileError, ValidationError
+from attn_export.runtime.trt_version import TrtVersion
 
 SCHEMA = "attn-export.engine/1"
 HARDWARE_LEVELS = ("none", "ampere_plus", "same_compute_capability")
@@ -25,13 +25,26 @@ HARDWARE_LEVELS = ("none", "ampere_plus", "same_compute_capability")
 
 @dataclass(frozen=True)
 class RuntimeEnv:
-    """Where an engine is built or run: what compatibility depends on."""
+    """Where an engine is built or run: what compatibility depends on.
+
+    Attributes:
+        tensorrt: ``trt.__version__`` (``10.3.0.30``).
+        gpu / compute_capability: the device name and ``major.minor`` (``8.7`` Orin, ``11.0``
+            Thor).
+        cuda_runtime: the CUDA runtime version (``12.6``).
+        platform: ``Linux aarch64``.
+        l4t: the L4T release on a Jetson (``36.4.3``), ``""`` elsewhere, None when not recorded
+            (sidecars written before it was).
+        jetpack: the JetPack series that L4T release belongs to (``6``, ``7.2``), or ``""``.
+    """
 
     tensorrt: str
     gpu: str
     compute_capability: str
     cuda_runtime: str = ""
     platform: str = ""
+    l4t: str | None = None
+    jetpack: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,9 +91,11 @@ class EngineSidecar:
     @property
     def env(self) -> RuntimeEnv:
         b = self.built_with
+        l4t = b.get("l4t")
         return RuntimeEnv(str(b.get("tensorrt", "")), str(b.get("gpu", "")),
                           str(b.get("compute_capability", "")), str(b.get("cuda_runtime", "")),
-                          str(b.get("platform", "")))
+                          str(b.get("platform", "")), None if l4t is None else str(l4t),
+                          str(b.get("jetpack", "")))
 
 
 _REQUIRED = ("engine", "onnx", "precision", "plan", "built_with", "profiles", "workspace_bytes")
@@ -90,20 +105,6 @@ def sidecar_path(engine_path: str | Path) -> Path:
     """``cbam.fp16.engine`` -> ``cbam.fp16.engine.json``."""
     engine_path = Path(engine_path)
     return engine_path.with_name(engine_path.name + ".json")
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def write_sidecar(engine_path: str | Path, sidecar: EngineSidecar) -> Path:
-    """Write the sidecar of ``engine_path`` atomically; returns its path."""
-    text = json.dumps(sidecar.to_dict(), indent=2, sort_keys=False) + "\n"
-    return write_text_atomic(sidecar_path(engine_path), text)
 
 
 def read_sidecar(engine_path: str | Path) -> EngineSidecar | None:
@@ -133,19 +134,16 @@ def read_sidecar(engine_path: str | Path) -> EngineSidecar | None:
     return EngineSidecar(**{k: v for k, v in data.items() if k in known})
 
 
-def _version_tuple(version: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in re.findall(r"\d+", version))
+def _version(text: str) -> TrtVersion | None:
+    try:
+        return TrtVersion.parse(text)
+    except ValidationError:
+        return None
 
 
-def _same_version(built: str, running: str) -> bool:
-    """Equal on every component both strings give (``10.3`` matches ``10.3.0.30``)."""
-    a, b = _version_tuple(built), _version_tuple(running)
-    n = min(len(a), len(b))
-    return n > 0 and a[:n] == b[:n]
-
-
-def _cc_tuple(cc: str) -> tuple[int, ...]:
-    return _version_tuple(cc)
+def _cc(text: str) -> tuple[int, ...]:
+    version = _version(text)
+    return version.parts if version else ()
 
 
 def compatibility_problems(sidecar: EngineSidecar, env: RuntimeEnv,
@@ -155,8 +153,11 @@ def compatibility_problems(sidecar: EngineSidecar, env: RuntimeEnv,
     Rules: the TensorRT version must equal the build's (a version-compatible engine needs a runtime
     at least as new); the GPU must be the build's model and compute capability, except that
     ``same_compute_capability`` engines accept any GPU of that capability and ``ampere_plus``
-    engines any GPU of capability 8.0 or newer. A given ``engine_sha256`` must match the
-    sidecar's, or the sidecar describes another build.
+    engines any GPU of capability 8.0 or newer; the CUDA major version must be the build's (a
+    TensorRT built for CUDA 12 and one for CUDA 13 are different libraries); on a Jetson the L4T
+    release (major.minor) must be the build's, since each JetPack ships its own TensorRT, CUDA and
+    GPU driver. A given ``engine_sha256`` must match the sidecar's, or the sidecar describes
+    another build. Fields an older sidecar lacks are not checked.
     """
     built = sidecar.env
     problems = []
@@ -164,30 +165,65 @@ def compatibility_problems(sidecar: EngineSidecar, env: RuntimeEnv,
     if engine_sha256 and recorded and engine_sha256 != recorded:
         problems.append("the sidecar describes another build of this engine (sha256 differs): "
                         "the engine file was replaced without its sidecar")
-    if sidecar.version_compatible:
-        if _version_tuple(env.tensorrt) < _version_tuple(built.tensorrt):
-            problems.append(f"version-compatible engine built with TensorRT {built.tensorrt} needs "
-                            f"a runtime >= {built.tensorrt}, this machine has {env.tensorrt}")
-    elif not _same_version(built.tensorrt, env.tensorrt):
-        problems.append(f"built with TensorRT {built.tensorrt}, this machine has {env.tensorrt}")
-    level = sidecar.hardware_compatibility
-    if level == "ampere_plus":
-        if _cc_tuple(env.compute_capability) < (8, 0):
-            problems.append(f"ampere_plus engine needs compute capability >= 8.0, this GPU "
-                            f"({env.gpu}) has {env.compute_capability}")
-    elif _cc_tuple(env.compute_capability) != _cc_tuple(built.compute_capability):
-        problems.append(f"built for compute capability {built.compute_capability} "
-                        f"({built.gpu}), this GPU ({env.gpu}) has {env.compute_capability}")
-    elif level == "none" and built.gpu and env.gpu and built.gpu != env.gpu:
-        problems.append(f"built on {built.gpu}, this GPU is {env.gpu} (same compute capability; "
-                        "tactics were timed on the other GPU): rebuild here, or build with "
-                        "--hardware-compatibility same_compute_capability")
+    problems += _tensorrt_problems(sidecar, built, env)
+    problems += _platform_problems(built, env)
+    problems += _device_problems(sidecar.hardware_compatibility, built, env)
     return problems
+
+
+def _tensorrt_problems(sidecar: EngineSidecar, built: RuntimeEnv, env: RuntimeEnv) -> list[str]:
+    ours, theirs = _version(env.tensorrt), _version(built.tensorrt)
+    if ours is None or theirs is None:
+        return [f"built with TensorRT {built.tensorrt or '?'}, this machine has "
+                f"{env.tensorrt or '?'}"]
+    if sidecar.version_compatible:
+        if not ours.at_least(theirs):
+            return [f"version-compatible engine built with TensorRT {built.tensorrt} needs a "
+                    f"runtime >= {built.tensorrt}, this machine has {env.tensorrt}"]
+        return []
+    if not theirs.same_release(ours):
+        return [f"built with TensorRT {built.tensorrt}, this machine has {env.tensorrt}"]
+    return []
+
+
+def _platform_problems(built: RuntimeEnv, env: RuntimeEnv) -> list[str]:
+    problems = []
+    ours, theirs = _version(env.cuda_runtime), _version(built.cuda_runtime)
+    if ours and theirs and ours.major != theirs.major:
+        problems.append(f"built with CUDA {built.cuda_runtime}, this machine has CUDA "
+                        f"{env.cuda_runtime}")
+    if built.l4t is not None and env.l4t is not None \
+            and _cc(built.l4t)[:2] != _cc(env.l4t)[:2]:
+        problems.append(f"built on {_describe_l4t(built)}, this machine is {_describe_l4t(env)}")
+    return problems
+
+
+def _describe_l4t(env: RuntimeEnv) -> str:
+    if not env.l4t:
+        return "not a Jetson"
+    return f"JetPack {env.jetpack} (L4T r{env.l4t})" if env.jetpack else f"L4T r{env.l4t}"
+
+
+def _device_problems(level: str, built: RuntimeEnv, env: RuntimeEnv) -> list[str]:
+    if level == "ampere_plus":
+        if _cc(env.compute_capability) < (8, 0):
+            return [f"ampere_plus engine needs compute capability >= 8.0, this GPU ({env.gpu}) "
+                    f"has {env.compute_capability}"]
+        return []
+    if _cc(env.compute_capability) != _cc(built.compute_capability):
+        return [f"built for compute capability {built.compute_capability} ({built.gpu}), this "
+                f"GPU ({env.gpu}) has {env.compute_capability}"]
+    if level == "none" and built.gpu and env.gpu and built.gpu != env.gpu:
+        return [f"built on {built.gpu}, this GPU is {env.gpu} (same compute capability; tactics "
+                "were timed on the other GPU): rebuild here, or build with "
+                "--hardware-compatibility same_compute_capability"]
+    return []
 
 
 def check_compatible(engine_path: str | Path, sidecar: EngineSidecar, env: RuntimeEnv,
                      engine_sha256: str | None = None) -> None:
-    """Raise a ModelFileError listing every reason the engine does not fit this machine."""
+    """Raise a ModelFileError (one line) naming every reason the engine does not fit this
+    machine and the command that rebuilds it here."""
     problems = compatibility_problems(sidecar, env, engine_sha256)
     if problems:
         raise ModelFileError(

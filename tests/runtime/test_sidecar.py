@@ -8,17 +8,17 @@ from dataclasses import replace
 
 import pytest
 
+from attn_export.atomic import sha256_file
 from attn_export.errors import ModelFileError
-from attn_export.export.sidecar import (
+from attn_export.export.trt_build.sidecar import write_sidecar
+from attn_export.runtime.sidecar import (
     SCHEMA,
     EngineSidecar,
     RuntimeEnv,
     check_compatible,
     compatibility_problems,
     read_sidecar,
-    sha256_file,
     sidecar_path,
-    write_sidecar,
 )
 
 ORIN = RuntimeEnv("10.3.0", "Orin", "8.7", "12.6", "Linux aarch64")
@@ -75,7 +75,7 @@ def test_foreign_sidecars_are_refused(tmp_path, content, message):
         read_sidecar(engine)
 
 
-def test_sha256_file(tmp_path):
+def test_the_one_hashing_helper_is_atomics(tmp_path):
     path = tmp_path / "f"
     path.write_bytes(b"abc")
     assert sha256_file(path) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
@@ -134,3 +134,80 @@ def test_check_compatible_lists_every_problem_and_the_fix():
     assert "TensorRT 10.3.0" in message and "compute capability 8.7" in message
     assert "attn-export build cbam.fp16.onnx --precision fp16" in message
     check_compatible("cbam.fp16.engine", make_sidecar(), ORIN)  # no error
+
+
+# --------------------------------------------------------------------------------------------------
+# JetPack / L4T, CUDA and compute capability: recorded at build, checked before loading
+# --------------------------------------------------------------------------------------------------
+
+JP6_ORIN = RuntimeEnv("10.3.0.30", "Orin", "8.7", "12.6", "Linux aarch64", "36.4.3", "6")
+JP72_ORIN = RuntimeEnv("10.16.1.11", "Orin", "8.7", "13.2", "Linux aarch64", "39.2.0", "7.2")
+JP72_THOR = RuntimeEnv("10.16.1.11", "Thor", "11.0", "13.2", "Linux aarch64", "39.2.0", "7.2")
+
+
+def _built_on(env: RuntimeEnv) -> EngineSidecar:
+    return EngineSidecar(engine={"file": "m.engine"}, onnx={"file": "m.onnx"}, precision="fp16",
+                         plan={}, built_with=env.to_dict(), profiles=[], workspace_bytes=None)
+
+
+@pytest.mark.parametrize("built, here, expected", [
+    (JP6_ORIN, JP72_ORIN, ["TensorRT 10.3.0.30", "CUDA 12.6", "JetPack 6 (L4T r36.4.3), this "
+                           "machine is JetPack 7.2 (L4T r39.2.0)"]),
+    (JP72_ORIN, JP72_THOR, ["compute capability 8.7 (Orin), this GPU (Thor) has 11.0"]),
+    (JP72_ORIN, RuntimeEnv("10.16.1.11", "Orin", "8.7", "12.8", "Linux aarch64", "39.2.0", "7.2"),
+     ["built with CUDA 13.2, this machine has CUDA 12.8"]),
+    (JP72_ORIN, RuntimeEnv("10.16.1.11", "Orin", "8.7", "13.0", "Linux aarch64", "", ""),
+     ["this machine is not a Jetson"]),
+], ids=["jp6-on-jp7", "orin-on-thor", "cuda-major", "jetson-on-workstation"])
+def test_what_differs_is_named_with_what_to_rebuild(built, here, expected):
+    with pytest.raises(ModelFileError) as info:
+        check_compatible("m.engine", _built_on(built), here)
+    message = str(info.value)
+    assert all(e in message for e in expected), message
+    assert "\n" not in message and message.endswith("attn-export build m.onnx --precision fp16")
+
+
+def test_same_jetpack_patch_release_and_cuda_minor_are_compatible():
+    here = RuntimeEnv("10.16.1.11", "Orin", "8.7", "13.1", "Linux aarch64", "39.2.1", "7.2")
+    assert compatibility_problems(_built_on(JP72_ORIN), here) == []
+
+
+def test_sidecars_without_l4t_are_not_refused_for_it():
+    old = _built_on(JP6_ORIN)
+    old.built_with.pop("l4t")
+    old.built_with.pop("jetpack")
+    here = RuntimeEnv("10.3.0.30", "Orin", "8.7", "12.6", "Linux aarch64", "36.4.3", "6")
+    assert old.env.l4t is None and compatibility_problems(old, here) == []
+
+
+def test_the_runner_refuses_an_engine_of_another_jetpack(monkeypatch, tmp_path):
+    """Built under JetPack 6 (L4T r36), loaded under JetPack 7.2: refused before deserialising."""
+    from onnx import TensorProto, helper, save
+
+    from attn_export.export.engine_from_onnx import build_engine
+    from attn_export.export.trt_build.settings import BuildOptions
+    from attn_export.runtime.tensorrt_runner import TensorRTRunner
+    from tests import fake_tensorrt
+
+    fake_tensorrt.install(monkeypatch, "10.3.0")
+    release = tmp_path / "nv_tegra_release"
+    monkeypatch.setenv("ATTN_EXPORT_TEGRA_RELEASE", str(release))
+    release.write_text("# R36 (release), REVISION: 4.3, GCID: 1, BOARD: generic\n")
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["input"], ["output"])], "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    save(model, str(tmp_path / "m.onnx"))
+    built = build_engine(tmp_path / "m.onnx", BuildOptions(use_timing_cache=False))
+    recorded = built.sidecar.built_with
+    assert (recorded["l4t"], recorded["jetpack"], recorded["cuda_runtime"],
+            recorded["compute_capability"], recorded["tensorrt"]) == ("36.4.3", "6", "12.6",
+                                                                      "8.7", "10.3.0")
+    with TensorRTRunner(built.engine_path):
+        pass  # same machine: loads
+    release.write_text("# R39 (release), REVISION: 2.0, GCID: 1, BOARD: generic\n")
+    with pytest.raises(ModelFileError, match=r"built on JetPack 6 \(L4T r36.4.3\), this machine "
+                                             r"is JetPack 7.2 \(L4T r39.2.0\)\. Rebuild it here"):
+        TensorRTRunner(built.engine_path).load()
