@@ -149,16 +149,34 @@ def model_command(network, checkpoint, source, attn, sets, input_shape, dynamic,
         from attn_export.runtime.tensorrt_runner import import_tensorrt
 
         import_tensorrt()
-    from attn_export.export.pipeline import export
+    from attn_export.atomic import folder_lock
+    from attn_export.export.pipeline import export, resolve
     from attn_export.export.request import network_request
-    from attn_export.runtime.network_rule import tolerance_note
-    from attn_export.runtime.validate import format_table
 
-    result = export(network_request(
+    req = resolve(network_request(
         network, sets, checkpoint=checkpoint, layout=source, attn=attn, input_shape=input_shape,
         dynamic=dynamic, num_classes=num_classes, opset=opset, exporter=exporter,
         simplifier=simplifier, output_dir=output_dir, inputs=[Path(p) for p in inputs],
-        seed=seed), on_wait=_say_waiting, progress=_progress())
+        seed=seed))
+    with folder_lock(req.output_dir, on_wait=_say_waiting):  # export, precision, engine: one writer
+        result = export(req, on_wait=_say_waiting, progress=_progress())
+        _print_export(result, network, opset, dynamic)
+        if precision != "fp32":
+            _reduced_precision(result, precision, calib_data, target_trt, seed)
+        if engine:
+            from attn_export.commands.engine_build import build_and_validate
+            from attn_export.export.engine_from_onnx import BuildOptions
+
+            build_and_validate(result.onnx_path, BuildOptions(
+                precision=precision, shape_mode=dynamic, calib_data=calib_data),
+                result.golden_path, target_trt)
+
+
+def _print_export(result, network: str, opset: int, dynamic: str) -> None:
+    """The checkpoint, the swap table, the validation table; exit 1 beyond tolerance."""
+    from attn_export.runtime.network_rule import tolerance_note
+    from attn_export.runtime.validate import format_table
+
     r = result.report
     loaded = r["network"]["checkpoint"]
     click.echo(f"{network}: {r['network']['parameters']:,} parameters, "
@@ -175,15 +193,6 @@ def model_command(network, checkpoint, source, attn, sets, input_shape, dynamic,
     if not result.passed:
         fail(f"{result.onnx_path}: ONNX Runtime differs from PyTorch beyond the fp32 tolerance "
              "(see the table)")
-    if precision != "fp32":
-        _reduced_precision(result, precision, calib_data, target_trt, seed)
-    if engine:
-        from attn_export.commands.engine_build import build_and_validate
-        from attn_export.export.engine_from_onnx import BuildOptions
-
-        build_and_validate(result.onnx_path, BuildOptions(
-            precision=precision, shape_mode=dynamic, calib_data=calib_data),
-            result.golden_path, target_trt)
 
 
 def _reduced_precision(result, precision, calib_data, target_trt, seed) -> None:
