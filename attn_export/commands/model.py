@@ -149,7 +149,7 @@ def model_command(network, checkpoint, source, attn, sets, input_shape, dynamic,
     if precision != "fp32":
         _reduced_precision(result, precision, calib_data, target_trt, seed)
     if engine:
-        from attn_export.cli import _build_and_validate
+        from attn_export.commands.export import _build_and_validate
         from attn_export.export.engine_from_onnx import BuildOptions
 
         _build_and_validate(result.onnx_path, BuildOptions(

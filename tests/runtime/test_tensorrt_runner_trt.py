@@ -151,7 +151,7 @@ def test_version_of_a_lean_only_install(no_trt):
 
 
 def test_no_tensorrt_plans_for_jetpack_6(no_trt, monkeypatch):
-    from attn_export.cli import _installed_trt
+    from attn_export.commands.export import _installed_trt
 
     for name in tensorrt_runner.TRT_MODULES:
         monkeypatch.setitem(sys.modules, name, None)  # import raises ImportError
