@@ -53,3 +53,7 @@ for _command in (export_command, list_command, validate_command, build_command, 
                  convert_command, repo_command, serve_command, bench_serve_command, bench_command,
                  model_command, doctor_command):
     main.add_command(_command)
+
+
+if __name__ == "__main__":  # python -m attn_export.cli
+    main()
