@@ -33,17 +33,17 @@ def list_command(as_json: bool, markdown: bool) -> None:
         click.echo(json.dumps({n: {"tier": BLOCKS[n].tier, "shape_modes": BLOCKS[n].shape_modes,
                                    "hazards": BLOCKS[n].hazards, "sources": BLOCKS[n].sources,
                                    "paper": BLOCKS[n].paper,
-                                   "memory": BLOCKS[n].extra.get("memory")}
+                                   "memory": BLOCKS[n].memory or None}
                                for n in list_blocks()}, indent=2))
         return
     rows = [("name", "tier", "shape modes", "hazards", "checkpoint sources", "attention memory")]
     rows += [(n, str(BLOCKS[n].tier), ",".join(BLOCKS[n].shape_modes),
               ",".join(BLOCKS[n].hazards) or "-", ",".join(("reference", *BLOCKS[n].sources)),
-              BLOCKS[n].extra.get("memory", "-"))
+              BLOCKS[n].memory or "-")
              for n in list_blocks()]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
-    notes = [(n, BLOCKS[n].extra["memory"]) for n in list_blocks() if "memory" in BLOCKS[n].extra]
+    notes = [(n, BLOCKS[n].memory) for n in list_blocks() if BLOCKS[n].memory]
     for n, memory in notes:  # blocks whose cost grows with (H*W)^2 say so before you export them
         click.echo(f"memory: {n}: {memory}")

@@ -45,7 +45,7 @@ def _run(tmp_path, name, exporter, opset, mode):
 def _assert_export_safe(result, name, mode):
     model = onnx.load(str(result.onnx_path))
     ops = [n.op_type for n in model.graph.node]
-    forbidden = set(BLOCKS[name].extra.get("forbidden_ops", ()))
+    forbidden = set(BLOCKS[name].forbidden_ops)
     assert not forbidden & set(ops), f"{name}: forbidden ops {forbidden & set(ops)} in the graph"
     h, w = TEST_SHAPE_HW
     baked = {(h, w), (h, 1), (1, w)}
@@ -87,7 +87,7 @@ def test_forbidden_ops_are_in_the_published_graph(tmp_path, name):
     result = export_block(ExportRequest(block=name, variant="reference", input_shape=shape,
                                         output_dir=tmp_path))
     ops = {n.op_type for n in onnx.load(str(result.onnx_path)).graph.node}
-    assert ops & set(BLOCKS[name].extra["forbidden_ops"])
+    assert ops & set(BLOCKS[name].forbidden_ops)
 
 
 def _id(case):

@@ -157,4 +157,4 @@ def test_onnx_dynamic_hw_matches_torch_at_other_sizes(tmp_path, exporter, opset)
     block = randomize_norms_and_biases(BAM(32)).eval()
     export_and_compare(block, tmp_path, (2, 32, 16, 16), [(3, 32, 9, 13), (1, 32, 24, 20)],
                        exporter=exporter, opset=opset, filename="bam.onnx",
-                       forbidden=block_info("bam").extra["forbidden_ops"])
+                       forbidden=block_info("bam").forbidden_ops)

@@ -154,4 +154,4 @@ def test_onnx_dynamic_hw_matches_torch_at_other_sizes(tmp_path, exporter, opset)
     block = randomize(EPSA(64)).eval()
     export_and_compare(block, tmp_path, (2, 64, 16, 16), [(3, 64, 9, 13), (1, 64, 24, 20)],
                        exporter=exporter, opset=opset, filename="epsa.onnx",
-                       forbidden=block_info("epsa").extra["forbidden_ops"])
+                       forbidden=block_info("epsa").forbidden_ops)

@@ -236,7 +236,7 @@ def test_exports_plain_ops_and_runs_at_other_sizes(tmp_path, exporter, opset):
     ref, dep = _pair(32, 0.25, "att", ("channel_add", "channel_mul"))
     ops = export_and_compare(dep, tmp_path, (2, 32, 16, 16), [(3, 32, 9, 13), (1, 32, 24, 20)],
                              exporter=exporter, opset=opset, filename="gc.onnx", atol=1e-5,
-                             rtol=1e-4, forbidden=set(BLOCKS["gc"].extra["forbidden_ops"]))
+                             rtol=1e-4, forbidden=set(BLOCKS["gc"].forbidden_ops))
     assert "MatMul" in ops  # the tuned form: both passes over x are MatMuls on one view
     assert not _size_arithmetic(tmp_path / "gc.onnx")
     ref_ops = export_and_compare(ref, tmp_path, (2, 32, 16, 16), [], exporter=exporter,

@@ -155,5 +155,5 @@ def test_export_opset13_dynamic_batch(tmp_path):
     dep = RGA(**ref.init_args).eval()
     dep.load_state_dict(ref.state_dict())
     export_and_compare(dep, tmp_path, (2, 64, 9, 11), [(1, 64, 9, 11), (3, 64, 9, 11)], opset=13,
-                       dynamic="batch", forbidden=block_info("rga").extra["forbidden_ops"],
+                       dynamic="batch", forbidden=block_info("rga").forbidden_ops,
                        atol=1e-5, rtol=1e-4)

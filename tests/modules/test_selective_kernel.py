@@ -240,4 +240,4 @@ def test_onnx_dynamic_hw_matches_torch_at_other_sizes(tmp_path, exporter, opset)
     block = randomize_norms_and_biases(SelectiveKernel(48, kernel_size=[3, 5, 7])).eval()
     export_and_compare(block, tmp_path, (2, 48, 16, 16), [(3, 48, 9, 13), (1, 48, 24, 20)],
                        exporter=exporter, opset=opset, filename="sk.onnx",
-                       forbidden=block_info("sk").extra["forbidden_ops"])
+                       forbidden=block_info("sk").forbidden_ops)

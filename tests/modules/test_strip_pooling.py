@@ -191,7 +191,7 @@ def test_export_with_dynamic_batch(tmp_path, exporter, opset, hw):
     _, dep = _pair(hw)
     ops = export_and_compare(dep, tmp_path, (2, 16, *hw), [(batch, 16, *hw) for batch in (1, 3)],
                              exporter=exporter, opset=opset, dynamic="batch", filename="sp.onnx",
-                             forbidden=block_info("strip_pooling").extra["forbidden_ops"])
+                             forbidden=block_info("strip_pooling").forbidden_ops)
     assert ("AveragePool" in ops) == (hw == (60, 60))
 
 
@@ -261,4 +261,4 @@ def test_sp_block_checkpoint_infers_channels_and_refuses_other_widths():
 def test_sp_block_exports_opset13_dynamic_hw_without_pools_or_expand(tmp_path):
     dep = randomize(SPBlock(16), std=0.3, bn=TRAINED_BN)
     export_and_compare(dep, tmp_path, (1, 16, 8, 8), [(3, 16, 9, 13), (1, 16, 17, 5)], opset=13,
-                       forbidden=block_info("sp_block").extra["forbidden_ops"])
+                       forbidden=block_info("sp_block").forbidden_ops)

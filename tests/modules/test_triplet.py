@@ -170,4 +170,4 @@ def test_onnx_dynamic_hw_matches_torch_at_other_sizes(tmp_path, exporter, opset)
     # The hc kernel's transpose is a constant the exporter folds: no Transpose node remains.
     export_and_compare(block, tmp_path, (2, 16, 16, 16), [(3, 16, 9, 13), (1, 16, 24, 20)],
                        exporter=exporter, opset=opset, filename="triplet.onnx",
-                       forbidden=block_info("triplet").extra["forbidden_ops"])
+                       forbidden=block_info("triplet").forbidden_ops)
