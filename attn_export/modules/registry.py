@@ -210,7 +210,7 @@ BLOCKS: dict[str, BlockInfo] = {
         # Shape-derived Mul/Div/Add); the deploy graph's one view passes the batch through.
         forbidden_ops=("LayerNormalization", "Softmax"),
     ),
-    # -- tier 2 (issue 13, first half): nam, sp_block, pam, cam, scconv, gsop, fca, encnet, rga --
+    # -- tier 2 and 3: the blocks with a harder export (geometry, quadratic memory, states) --
     "nam": BlockInfo(
         family="normalization_attention", reference="NAMReference", deploy="NAM", tier=2,
         paper="NAM: Normalization-based Attention Module (NeurIPS 2021 Workshop, "
@@ -280,8 +280,6 @@ BLOCKS: dict[str, BlockInfo] = {
         # the published in_spatial: the reference form is built for a geometry too
         reference_geometry=input_size_kwargs,
     ),
-    # -- end of issue 13, first half --
-    # --- issue 13, second half of the catalog (tier 2 and 3) ---
     "ema": BlockInfo(
         family="efficient_multiscale_attention", reference="EMAReference", deploy="EMA", tier=2,
         paper="Efficient Multi-Scale Attention Module with Cross-Spatial Learning "
@@ -369,7 +367,6 @@ BLOCKS: dict[str, BlockInfo] = {
         forbidden_ops=("Shape", "Transpose", "Gather", "Concat"),
         inputs=("input", "state"), outputs=("output",),
     ),
-    # --- end of the issue-13 (second half) group ---
 }
 
 
