@@ -18,6 +18,7 @@ from attn_export.modules.strip_pooling import (
     bin_matrix,
 )
 from attn_export.modules.swap import to_deploy
+from tests.conftest import exhaustive
 from tests.onnx_checks import export_and_compare
 from tests.weights import assert_matches_float64, randomize
 
@@ -94,7 +95,7 @@ GEOMETRIES = [(9, 13), (7, 7), (20, 12), (24, 36), (32, 32), (60, 60)]
 
 
 @pytest.mark.parametrize("hw", GEOMETRIES, ids=lambda s: "x".join(map(str, s)))
-@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("batch", exhaustive([3, 1]))
 def test_deploy_equals_reference(hw, batch):
     ref, dep = _pair(hw)
     x = torch.randn(batch, 16, *hw)
