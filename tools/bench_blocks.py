@@ -1,4 +1,4 @@
-"""`make bench`: every tier-1 block at the issue's two shapes, naive and deploy as multiples of the
+"""`make bench`: every tier-1 block at two shapes (SHAPES), naive and deploy as multiples of the
 one-pass floor, on ONNX Runtime CPU (2 threads by default), interleaved in the same run.
 
 For the conv-heavy blocks a second table gives, from ONNX Runtime's profile of the deploy graph,

@@ -1,6 +1,7 @@
 """Fetch the real TensorRT Python bindings (10.3, 10.13, 10.16, 11.4) and a C stub of their libs.
 
-The ``tensorrt-cu12-bindings`` / ``tensorrt-cu13-bindings`` wheels hold only ``tensorrt_bindings/tensorrt.so``, which links
+The ``tensorrt-cu12-bindings`` / ``tensorrt-cu13-bindings`` wheels hold only
+``tensorrt_bindings/tensorrt.so``, which links
 ``libnvinfer.so.N``, ``libnvonnxparser.so.N`` and ``libnvinfer_plugin.so.N`` (N = 10 or 11).
 Those libraries need a GPU driver and cannot be installed here; ``tools/trt_stub.c`` stands in
 for them (every factory returns NULL), after which ``import tensorrt_bindings`` gives the whole

@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from attn_export.cli import markdown_table
+from attn_export.commands.list import markdown_table
 from attn_export.commands.model import markdown_table as networks_table
 
 README = Path(__file__).resolve().parent.parent / "README.md"

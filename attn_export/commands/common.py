@@ -1,7 +1,7 @@
 """What every ``attn-export`` verb shares: one-line failures, the error wrapper, flag parsers.
 
-Each verb lives in its own module under ``attn_export/commands/`` (or in ``cli.py`` for the
-original ones) and imports these, so a new verb never has to edit another verb's code.
+Each verb lives in its own module under ``attn_export/commands/`` and imports these, so a new
+verb never has to edit another verb's code.
 Nothing heavy is imported here: ``attn-export --help`` must work without torch.
 """
 
@@ -15,6 +15,8 @@ import sys
 import click
 
 from attn_export.errors import AttnExportError
+
+OPSET_HELP = "ONNX opset, 11..21 (TensorRT 8.5 parses up to 17, 10.x up to 20)."
 
 
 def fail(message: str) -> None:

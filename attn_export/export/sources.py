@@ -109,7 +109,7 @@ def build_block(req: ExportRequest):
 
     kwargs = dict(req.kwargs)
     info = block_info(req.block)
-    if info.needs_geometry and (req.variant == "deploy" or info.extra.get("reference_geometry")):
+    if info.needs_geometry and (req.variant == "deploy" or info.reference_geometry is not None):
         kwargs.setdefault("input_size", tuple(req.input_shape[2:]))
     torch.manual_seed(req.seed)
     try:

@@ -119,7 +119,7 @@ def format_levels(levels: list[Level]) -> str:
 
 def summary(levels: list[Level], batched_model: str) -> list[str]:
     """Overhead over in-process (p50 at concurrency 1) and the batching throughput gain, with the
-    issue's targets (HTTP <= 1 ms, gRPC <= 0.7 ms, c16/c1 >= 1.5x)."""
+    serving targets (HTTP <= 1 ms, gRPC <= 0.7 ms, c16/c1 >= 1.5x)."""
     base = next((lv for lv in levels if lv.protocol == "in-process"), None)
     lines = []
     targets = {"http": 1.0, "grpc": 0.7}

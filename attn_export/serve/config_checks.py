@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from attn_export.runtime.base import TensorSpec
 from attn_export.serve.config import PLATFORMS, ConfigError, ModelSpec, engine_max_batch, model_config_pb2
 from attn_export.serve.dtypes import config_dtype, protocol_dtype
-from attn_export.serve.model_io import TensorIO
 
 
-def _tensor_problems(kind: str, configured, real: tuple[TensorIO, ...], max_batch: int) -> list[str]:
+def _tensor_problems(kind: str, configured, real: tuple[TensorSpec, ...], max_batch: int) -> list[str]:
     mc = model_config_pb2()
     problems = []
     real_by_name = {t.name: t for t in real}

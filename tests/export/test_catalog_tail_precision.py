@@ -1,5 +1,6 @@
-"""FP16 and INT8 graphs of the issue-13 blocks (second half) run on ONNX Runtime and stay within
-their precision's tolerance; the export at opset 13 (the matrix covers 11, 17 and 18) validates."""
+"""FP16 and INT8 graphs of the catalog's tail (TAIL: tier 2 and 3 blocks) run on ONNX Runtime
+and stay within their precision's tolerance; the export at opset 13 (the matrix covers 11, 17 and
+18) validates."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ TAIL = [n for n in ("ema", "shuffle_attention", "criss_cross", "psa_p", "psa_s",
 SHAPE_HW = (12, 10)
 INT8_BEYOND_TOLERANCE = {"ema": 0.85, "residual_attention": 0.95}
 """Blocks whose Q/DQ graph runs but misses the int8 row on ORT CPU, with the cosine it keeps
-(measured; README "Issue-13 blocks: precision notes" says why): EMA divides each channel by its
+(measured; the precision notes of the documentation say why): EMA divides each channel by its
 own standard deviation after a quantized grouped conv, which amplifies the conv's INT8 error;
 residual_attention (stage 1) chains 20 quantized convs, whose errors add up."""
 

@@ -124,7 +124,7 @@ def test_cli_build_bad_flags_exit_2(tmp_path, args, message):
 @pytest.mark.trt
 @pytest.mark.gpu
 def test_cli_export_engine_and_validate_it(tmp_path):
-    """The issue's three commands: export with --engine, build INT8 on the device, validate."""
+    """The documented three commands: export with --engine, build INT8 on the device, validate."""
     from click.testing import CliRunner
 
     from attn_export.cli import main

@@ -23,7 +23,6 @@ from onnx import numpy_helper
 
 from attn_export.errors import ModelFileError
 from attn_export.export.lint import (
-    _RULES,
     GRAPH,
     UnknownTrtVersionError,
     known_versions,
@@ -31,6 +30,7 @@ from attn_export.export.lint import (
     resolve_trt_version,
     support_table,
 )
+from attn_export.export.lint.rules import RULES
 
 VERSIONS = ("8.5", "10.3", "10", "11")
 
@@ -337,7 +337,7 @@ def test_table_data_is_complete_and_only_uses_known_rules():
         for op, spec in table["ops"].items():
             assert spec.get("supported") is False or spec["types"], (key, op)
             for rule in spec.get("rules", []):
-                assert rule["rule"] in _RULES or rule["rule"] == "note", (key, op, rule)
+                assert rule["rule"] in RULES or rule["rule"] == "note", (key, op, rule)
 
 
 def test_lint_module_imports_no_torch():

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from attn_export.cli import main
-from attn_export.runtime import tensorrt_runner
+from attn_export.runtime import trt_env
 from tests.models.test_model_cli import USER_NET
 
 
@@ -55,7 +55,7 @@ def test_a_byte_identical_network_re_export_keeps_its_precision_graphs(user_file
 def trt_11(monkeypatch, tmp_path):
     """A TensorRT 11 install as far as version detection goes (its ``__version__``), no other
     TensorRT module importable: what the precision plan reads."""
-    for name in tensorrt_runner.TRT_MODULES:
+    for name in trt_env.TRT_MODULES:
         monkeypatch.setitem(sys.modules, name, None)
         monkeypatch.delitem(sys.modules, name)
     root = tmp_path / "site"
@@ -63,7 +63,7 @@ def trt_11(monkeypatch, tmp_path):
     (root / "tensorrt" / "__init__.py").write_text("__version__ = '11.0.0.114'\n")
     monkeypatch.syspath_prepend(str(root))
     importlib.invalidate_caches()
-    assert tensorrt_runner.installed_trt_version() == "11.0.0.114"
+    assert trt_env.installed_trt_version() == "11.0.0.114"
 
 
 def test_network_int8_plans_for_the_installed_tensorrt_like_a_block(user_file, tmp_path, trt_11):

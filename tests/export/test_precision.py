@@ -211,7 +211,7 @@ def test_cli_refuses_a_bad_trt_version_as_a_bad_flag(value, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [n for n in list_blocks() if "inputs" not in block_info(n).extra])
+@pytest.mark.parametrize("name", [n for n in list_blocks() if len(block_info(n).inputs) == 1])
 def test_fp16_graph_of_every_block_passes_the_fp16_tolerance(name, tmp_path):
     # Multi-input blocks (dia, sca): tests/export/test_catalog_tail_precision.py feeds their states.
     """Every registered block's float16 graph, on the golden-style inputs (make test-slow)."""
