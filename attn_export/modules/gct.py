@@ -13,8 +13,9 @@ Deploy form (F1): the reference sums ``x**2`` (or ``|x|``) over H*W, which leave
 embedding and its channel norm (likewise ``n`` in l1 mode), so the deploy form works with spatial
 means and ``eps / n`` only: algebraically the same gate, every intermediate bounded by ``max x^2``
 instead of ``n * max x^2`` (FP16 then holds ``|x| < 256``, where ``x * x`` stays below 65504; the
-reference overflows from ``n * mean x^2 > 65504``). n is counted in the graph from the input (a ReduceSum over a one-channel
-map of ones), not read from ``x.shape``, so dynamic H/W exports need no shape arithmetic.
+reference overflows from ``n * mean x^2 > 65504``). n is counted in the graph from the input (a
+ReduceSum over a one-channel map of ones), not read from ``x.shape``, so dynamic H/W exports need
+no shape arithmetic.
 
 As in the published code, ``after_relu`` only matters in l1 mode (it skips the ``abs``).
 """
