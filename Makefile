@@ -34,9 +34,10 @@ test-slow: $(STAMP)
 matrix: $(STAMP)
 	$(BIN)/python tools/export_matrix.py
 
-## bench: every tier-1 block at 1x256x56x56 and 1x64x160x160, naive and deploy over a one-pass floor
+## bench: every tier-1 block at 1x256x56x56 and 1x64x160x160, naive and deploy end to end over a
+## one-pass floor, written into docs/speed.md (run it on an idle machine: the page records the load)
 bench: $(STAMP)
-	$(BIN)/python tools/bench_blocks.py
+	$(BIN)/python tools/bench_blocks.py --profile --write docs/speed.md
 
 ## tables: regenerate the generated tables of docs/ (blocks, networks) from the registries
 tables: $(STAMP)
