@@ -1,8 +1,14 @@
-"""The docs' tables are generated from the registries; a stale one fails here (`make tables`)."""
+"""The docs' tables are generated from the registries (a stale one fails here: `make tables`),
+and every `attn-export` command on a docs page is accepted by the CLI as written."""
+
+from pathlib import Path
 
 import pytest
 
+from tests.test_readme import _commands, assert_parses
 from tools.update_docs_tables import BLOCKS, NETWORKS, updated_pages
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 @pytest.mark.parametrize("page", ["blocks.md", "networks.md"])
@@ -17,3 +23,14 @@ def test_the_markers_hold_a_table():
     for page, (start, end) in (("blocks.md", BLOCKS), ("networks.md", NETWORKS)):
         table = text[page].split(start)[1].split(end)[0]
         assert table.count("\n|") > 5, f"{page}: the generated table is empty"
+
+
+DOC_COMMANDS = [(page.name, command) for page in sorted(DOCS.glob("*.md"))
+                for command in _commands(page)]
+
+
+@pytest.mark.parametrize(("page", "command"), DOC_COMMANDS,
+                         ids=[f"{p}:{c[12:60]}" for p, c in DOC_COMMANDS])
+def test_docs_command_parses(page, command, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert_parses(command, tmp_path)

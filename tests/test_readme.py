@@ -19,8 +19,9 @@ def _fenced_blocks(text: str) -> list[str]:
     return re.findall(r"^```[a-z]*\n(.*?)^```", text, re.S | re.M)
 
 
-def _commands() -> list[str]:
-    lines = [line.split("  #")[0].strip() for block in _fenced_blocks(README.read_text())
+def _commands(page: Path) -> list[str]:
+    """The ``attn-export ...`` lines of the page's code blocks, comments cut."""
+    lines = [line.split("  #")[0].strip() for block in _fenced_blocks(page.read_text())
              for line in block.splitlines()]
     return [line for line in lines if line.startswith("attn-export ")]
 
@@ -47,7 +48,7 @@ def test_readme_is_a_five_minute_read():
 
 
 def test_every_verb_has_an_example():
-    verbs = {shlex.split(c)[1] for c in _commands()}
+    verbs = {shlex.split(c)[1] for c in _commands(README)}
     missing = set(main.commands) - verbs - {"export"}  # `attn-export BLOCK` is the export example
     assert not missing, f"README has no example of: {', '.join(sorted(missing))}"
 
@@ -70,11 +71,12 @@ def _parse(args: list[str]) -> None:
         cmd.make_context(name, rest, parent=ctx).close()
 
 
-@pytest.mark.parametrize("command", _commands())
-def test_readme_command_parses(command, tmp_path, monkeypatch):
-    # Paths the command reads are created empty when click says they do not exist: this checks
-    # the verb, the flags and their values as written, not that the files hold a model.
-    monkeypatch.chdir(tmp_path)
+def assert_parses(command: str, folder: Path) -> None:
+    """``command`` (``attn-export ...``) is accepted by the CLI as written, run from ``folder``.
+
+    Paths the command reads are created empty there when click says they do not exist: this
+    checks the verb, the flags and their values, not that the files hold a model.
+    """
     args = shlex.split(command)[1:]
     for _ in range(5):
         try:
@@ -83,10 +85,16 @@ def test_readme_command_parses(command, tmp_path, monkeypatch):
             found = re.match(r"(File|Directory|Path) '(.+)' does not exist", exc.message)
             if not found:
                 raise
-            target = tmp_path / found.group(2)
+            target = folder / found.group(2)
             if found.group(1) == "Directory":
                 target.mkdir(parents=True)
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.touch()
     pytest.fail(f"{command}: still missing paths after creating five")
+
+
+@pytest.mark.parametrize("command", _commands(README))
+def test_readme_command_parses(command, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert_parses(command, tmp_path)
