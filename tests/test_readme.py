@@ -98,3 +98,13 @@ def assert_parses(command: str, folder: Path) -> None:
 def test_readme_command_parses(command, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert_parses(command, tmp_path)
+
+
+def test_the_tier_table_lists_the_registry():
+    from attn_export.modules.registry import list_blocks
+
+    text = README.read_text()
+    rows = dict(re.findall(r"^\| (\d) \| ([a-z_, ]+) \|$", text, re.M))
+    assert {int(t): names.split(", ") for t, names in rows.items()} == \
+        {t: sorted(list_blocks(tier=t)) for t in (1, 2, 3)}, "README's tier table is stale"
+    assert f"{len(list_blocks())} blocks in three tiers" in text
