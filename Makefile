@@ -44,9 +44,10 @@ tables: $(STAMP)
 	$(BIN)/python tools/update_docs_tables.py
 
 ## docs: build the documentation site into build/site; --strict fails on a broken link or anchor
-# (NO_MKDOCS_2_WARNING silences Material's banner about MkDocs 2, which pyproject pins out)
+# (NO_MKDOCS_2_WARNING silences Material's banner about MkDocs 2, which pyproject pins out; no
+# --quiet: it hides the warnings that --strict counts, and a broken link then passes)
 docs: $(STAMP)
-	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 ## docker-test: build docker/Dockerfile.jetson and docker/Dockerfile with buildah (installed with
 ## apt-get when missing) from a local Debian base, then export, validate, doctor (and serve) inside them

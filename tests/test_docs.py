@@ -1,6 +1,10 @@
 """The docs' tables are generated from the registries (a stale one fails here: `make tables`),
 and every `attn-export` command on a docs page is accepted by the CLI as written."""
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,3 +38,24 @@ DOC_COMMANDS = [(page.name, command) for page in sorted(DOCS.glob("*.md"))
 def test_docs_command_parses(page, command, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert_parses(command, tmp_path)
+
+
+def _build(root: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d",
+                           str(root / "site")], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_the_site_builds_strict_and_a_broken_anchor_fails_it(tmp_path):
+    # `make docs` in CI is the gate; this keeps `make test` honest about the same config.
+    pytest.importorskip("mkdocs", reason="the docs extra is not installed (pip install '.[docs]')")
+    root = DOCS.parent
+    shutil.copytree(DOCS, tmp_path / "docs")
+    shutil.copy(root / "mkdocs.yml", tmp_path / "mkdocs.yml")
+    built = _build(tmp_path)
+    assert built.returncode == 0, built.stderr[-2000:]
+    with (tmp_path / "docs" / "limits.md").open("a") as page:
+        page.write("\nSee [the catalog](blocks.md#no-such-heading).\n")
+    broken = _build(tmp_path)
+    assert broken.returncode != 0 and "no-such-heading" in broken.stderr
