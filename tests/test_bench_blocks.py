@@ -16,3 +16,5 @@ def test_bench_writes_the_table_between_the_markers(tmp_path):
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert len(cells) == 9 and float(cells[2]) > 0 and float(cells[6]) > 0
     assert cells[8] in ("faster", "same within noise", "**slower**")
+    named = "`se` at 1x32x16x16" in section
+    assert named == (cells[8] != "faster"), "the not-faster sentence must name exactly those rows"

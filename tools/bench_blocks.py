@@ -70,6 +70,16 @@ def e2e_table(results: list[BenchResult]) -> str:
     return "\n".join(lines)
 
 
+def not_faster(results: list[BenchResult]) -> str:
+    """The sentence that names the blocks whose deploy graph is not faster at some shape."""
+    rows = [(res.target, dims(s.shape), verdict(s.vs_naive)) for res in results for s in res.shapes
+            if s.vs_naive is not None and verdict(s.vs_naive) != "faster"]
+    if not rows:
+        return "Every deploy graph is faster than its naive graph end to end at every shape."
+    return ("Not faster end to end: " + "; ".join(f"`{b}` at {d} ({v.strip('*')})" for b, d, v in rows)
+            + ".")
+
+
 def conv_share(block: str, shape, threads: int) -> float:
     """Deploy graph kernel time over its conv/matmul kernel time, from ONNX Runtime's profile."""
     with tempfile.TemporaryDirectory(prefix="attn-export-bench-") as tmp:
@@ -136,7 +146,8 @@ def main(argv=None) -> int:
         print(f"bench {block} at {', '.join(dims(s) for s in shapes)} ...", file=sys.stderr,
               flush=True)
         results.append(bench_block(block, shapes, settings))
-    parts = [conditions(args, load_before, os.getloadavg()), e2e_table(results)]
+    parts = [conditions(args, load_before, os.getloadavg()), e2e_table(results),
+             not_faster(results)]
     conv = [b for b in blocks if b in CONV_HEAVY]
     if args.profile and conv:
         parts += ["Kernel-profile sums (not end to end): the deploy graph's summed kernel time "
