@@ -9,12 +9,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 TORCH  := torch==2.13.0
 
-.PHONY: demo test test-slow matrix bench readme lint docker-test clean
+.PHONY: demo test test-slow matrix bench tables docs lint docker-test clean
 
 $(STAMP): pyproject.toml tools/trt_bindings.py tools/trt_stub.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e '.[torch,serve,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[torch,serve,dev,docs]'
 	$(BIN)/python tools/trt_bindings.py build/trt-bindings
 	touch $(STAMP)
 
@@ -35,13 +35,20 @@ test-slow: $(STAMP)
 matrix: $(STAMP)
 	$(BIN)/python tools/export_matrix.py
 
-## bench: every tier-1 block at 1x256x56x56 and 1x64x160x160, naive and deploy over a one-pass floor
+## bench: every tier-1 block at 1x256x56x56 and 1x64x160x160, naive and deploy end to end over a
+## one-pass floor, written into docs/speed.md (run it on an idle machine: the page records the load)
 bench: $(STAMP)
-	$(BIN)/python tools/bench_blocks.py
+	$(BIN)/python tools/bench_blocks.py --profile --write docs/speed.md
 
-## readme: regenerate the README's block table from the registry
-readme: $(STAMP)
-	$(BIN)/python tools/update_readme.py
+## tables: regenerate the generated tables of docs/ (blocks, networks) from the registries
+tables: $(STAMP)
+	$(BIN)/python tools/update_docs_tables.py
+
+## docs: build the documentation site into build/site; --strict fails on a broken link or anchor
+# (NO_MKDOCS_2_WARNING silences Material's banner about MkDocs 2, which pyproject pins out; no
+# --quiet: it hides the warnings that --strict counts, and a broken link then passes)
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 ## docker-test: build docker/Dockerfile.jetson and docker/Dockerfile with buildah (installed with
 ## apt-get when missing) from a local Debian base, then export, validate, doctor (and serve) inside them

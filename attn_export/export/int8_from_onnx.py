@@ -47,23 +47,30 @@ CALIB_METHODS = ("minmax", "entropy", "percentile")
 
 def gate_nodes(model) -> list[str]:
     """Names of the nodes F2 keeps out of INT8: every Sigmoid / HardSigmoid, the shape-only ops
-    between it and a Mul, and that Mul (the multiply that applies the gate)."""
+    between it and a Mul, and that Mul (the multiply that applies the gate). A Mul of two gates
+    (CoordAtt's ``a_h * a_w``) is itself a gate: the multiply that applies it is followed too."""
     consumers: dict[str, list] = {}
     for node in model.graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
     found: list[str] = []
+    gated: set[str] = set()  # tensors that are a gate or a shape-only view / product of gates
     for node in model.graph.node:
         if node.op_type not in GATE_OPS:
             continue
         found.append(node.name)
         frontier, path = list(node.output), []
+        gated.update(node.output)
         while frontier:
             for user in consumers.get(frontier.pop(), []):
                 if user.op_type == "Mul":
                     found.extend([*path, user.name])
+                    if all(name in gated for name in user.input):
+                        gated.update(user.output)
+                        frontier.extend(user.output)
                 elif user.op_type in _TRANSPARENT_OPS:
                     path.append(user.name)
+                    gated.update(user.output)
                     frontier.extend(user.output)
     return list(dict.fromkeys(found))
 
