@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 TORCH  := torch==2.13.0
 
-.PHONY: demo test test-slow matrix bench readme lint docker-test clean
+.PHONY: demo test test-slow matrix bench accuracy readme lint docker-test clean
 
 $(STAMP): pyproject.toml tools/trt_bindings.py tools/trt_stub.c
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ matrix: $(STAMP)
 ## bench: every tier-1 block at 1x256x56x56 and 1x64x160x160, naive and deploy over a one-pass floor
 bench: $(STAMP)
 	$(BIN)/python tools/bench_blocks.py
+
+## accuracy: top-1 of the trained digits network (CBAM + SE) at fp32, fp16 and INT8 (gates float
+## and quantized) beside plain ONNX Runtime quantization; refresh docs/accuracy.md with
+## `$(BIN)/python tools/accuracy.py --markdown docs/accuracy.md`
+accuracy: $(STAMP)
+	$(BIN)/python tools/accuracy.py
 
 ## readme: regenerate the README's block table from the registry
 readme: $(STAMP)
