@@ -20,8 +20,8 @@ import argparse
 import copy
 import sys
 import tempfile
-from dataclasses import dataclass
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
