@@ -30,9 +30,11 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
-## matrix: measure every block x form x exporter x opset x shape mode and print the outcomes
+## matrix: measure every block x form x exporter x opset x shape mode x precision (resumable, both
+## cores): docs/matrix.json, matrix.html (sortable, filterable) and the table in docs/compatibility.md
 matrix: $(STAMP)
-	$(BIN)/python tools/export_matrix.py
+	$(BIN)/python tools/export_matrix.py --out docs/matrix.json --html matrix.html \
+		--markdown docs/compatibility.md $(MATRIX_ARGS)
 
 ## bench: every tier-1 block at 1x256x56x56 and 1x64x160x160, naive and deploy over a one-pass floor
 bench: $(STAMP)
