@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 TORCH  := torch==2.13.0
 
-.PHONY: demo test test-slow matrix bench accuracy readme lint docker-test clean
+.PHONY: demo test browser test-slow matrix bench accuracy readme lint docker-test clean
 
 $(STAMP): pyproject.toml tools/trt_bindings.py tools/trt_stub.c
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,15 @@ demo: $(STAMP)
 	$(BIN)/attn-export validate exports/cbam/cbam.onnx --golden exports/cbam/cbam.golden.npz
 
 ## test: the default suite (under 15 minutes on 2 cores); slow matrix runs are excluded
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
+
+## browser: Debian's chromium, in which the report tests open the HTML pages (installed with apt-get
+## when missing and this is root; otherwise those tests skip and say why)
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		echo "chromium not installed: the browser tests will skip"
 
 ## test-slow: the exhaustive block x opset x exporter x shape-mode matrix
 test-slow: $(STAMP)
