@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 TORCH  := torch==2.13.0
 
-.PHONY: demo test test-slow matrix bench tables docs lint docker-test clean
+.PHONY: demo test browser test-slow matrix bench accuracy tables docs lint docker-test clean
 
 $(STAMP): pyproject.toml tools/trt_bindings.py tools/trt_stub.c
 	$(PYTHON) -m venv $(VENV)
@@ -24,16 +24,25 @@ demo: $(STAMP)
 	$(BIN)/attn-export validate exports/cbam/cbam.onnx --golden exports/cbam/cbam.golden.npz
 
 ## test: the default suite (under 15 minutes on 2 cores); slow matrix runs are excluded
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
+
+## browser: Debian's chromium, in which the report tests open the HTML pages (installed with apt-get
+## when missing and this is root; otherwise those tests skip and say why)
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		echo "chromium not installed: the browser tests will skip"
 
 ## test-slow: the exhaustive block x opset x exporter x shape-mode matrix
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
-## matrix: measure every block x form x exporter x opset x shape mode and print the outcomes
+## matrix: measure every block x form x exporter x opset x shape mode x precision (resumable, both
+## cores): docs/matrix.json, matrix.html (sortable, filterable) and the table in docs/compatibility.md
 matrix: $(STAMP)
-	$(BIN)/python tools/export_matrix.py
+	$(BIN)/python tools/export_matrix.py --out docs/matrix.json --html matrix.html \
+		--markdown docs/compatibility.md $(MATRIX_ARGS)
 
 ## bench: every tier-1 block at 1x256x56x56 and 1x64x160x160, naive and deploy end to end over a
 ## one-pass floor, written into docs/speed.md (run it on an idle machine: the page records the load)
@@ -49,6 +58,12 @@ tables: $(STAMP)
 # --quiet: it hides the warnings that --strict counts, and a broken link then passes)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+## accuracy: top-1 of the trained digits network (CBAM + SE) at fp32, fp16 and INT8 (gates float
+## and quantized) beside plain ONNX Runtime quantization; refresh docs/accuracy.md with
+## `$(BIN)/python tools/accuracy.py --markdown docs/accuracy.md`
+accuracy: $(STAMP)
+	$(BIN)/python tools/accuracy.py
 
 ## docker-test: build docker/Dockerfile.jetson and docker/Dockerfile with buildah (installed with
 ## apt-get when missing) from a local Debian base, then export, validate, doctor (and serve) inside them
