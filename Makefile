@@ -23,7 +23,7 @@ demo: $(STAMP)
 	$(BIN)/attn-export cbam --opset 17
 	$(BIN)/attn-export validate exports/cbam/cbam.onnx --golden exports/cbam/cbam.golden.npz
 
-## test: the default suite (under 15 minutes on 2 cores); slow matrix runs are excluded
+## test: the default suite (under 6 minutes on 2 cores): one case per behaviour, sweeps excluded
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
@@ -34,7 +34,7 @@ browser:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 		echo "chromium not installed: the browser tests will skip"
 
-## test-slow: the exhaustive block x opset x exporter x shape-mode matrix
+## test-slow: the exhaustive sweeps (full block matrix, every size/width/exporter of a block test)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
