@@ -26,9 +26,11 @@ ALLOWED: dict[str, set[str]] = {
     "serve": {"runtime"},
     "export": {"modules", "models", "runtime"},
     "bench": {"modules", "models", "runtime", "export"},
+    "report": {"modules", "models", "runtime", "export"},
     "doctor": {"runtime"},
-    "commands": {"modules", "models", "runtime", "export", "serve", "bench", "doctor"},
-    "cli": {"modules", "models", "runtime", "export", "serve", "bench", "doctor", "commands"},
+    "commands": {"modules", "models", "runtime", "export", "serve", "bench", "report", "doctor"},
+    "cli": {"modules", "models", "runtime", "export", "serve", "bench", "report", "doctor",
+            "commands"},
 }
 """Layer -> the layers it may import besides itself and the foundation."""
 

@@ -21,6 +21,7 @@ from attn_export.commands.common import (
     parse_target_trt,
 )
 from attn_export.commands.engine_build import build_and_validate, installed_trt
+from attn_export.commands.report import REPORT_HELP, html_report_after
 from attn_export.modules.registry import SHAPE_MODES, block_info
 
 
@@ -57,10 +58,11 @@ from attn_export.modules.registry import SHAPE_MODES, block_info
 @click.option("--trt-version", "target_trt", callback=parse_target_trt,
               help="TensorRT the precision plan targets, e.g. 10.3 (JetPack 6) or 11.0 "
               "[the installed one, else 10.3].")
+@click.option("--report", "html_report", is_flag=True, help=REPORT_HELP)
 @handle_errors
 def export_command(block, opset, exporter, dynamic, simplifier, channels, input_shape, variant,
                    kwargs, inputs, output_dir, seed, precision, engine, calib_data,
-                   quantize_gates, target_trt):
+                   quantize_gates, target_trt, html_report):
     """Export BLOCK to ONNX, simplify, check, and validate it against PyTorch."""
     block_info(block)  # unknown names fail here, before torch is imported
     from attn_export.atomic import folder_lock
@@ -80,7 +82,8 @@ def export_command(block, opset, exporter, dynamic, simplifier, channels, input_
         from attn_export.export.preflight import check_calibration_dir
 
         check_calibration_dir(calib_data)
-    with folder_lock(req.output_dir, on_wait=_say_waiting):  # export, precision, engine: one writer
+    with folder_lock(req.output_dir, on_wait=_say_waiting), \
+            html_report_after(req.output_dir, html_report):  # export, precision, engine: one writer
         result = export_block(req, on_wait=_say_waiting)
         _after_export(result, block, variant, opset, exporter, dynamic, simplifier, precision,
                       engine, calib_data, quantize_gates, target_trt, seed)

@@ -18,6 +18,7 @@ from attn_export.commands.common import (
     parse_shape,
     parse_target_trt,
 )
+from attn_export.commands.report import REPORT_HELP, html_report_after
 
 OPSET_HELP = "ONNX opset, 11..21 (TensorRT 8.5 parses up to 17, 10.x up to 20)."
 
@@ -120,12 +121,13 @@ def markdown_table() -> str:
 @click.option("--trt-version", "target_trt", callback=parse_target_trt,
               help="TensorRT the precision plan targets, e.g. 10.3 (JetPack 6) or 11.0 "
               "[the installed one, else 10.3].")
+@click.option("--report", "html_report", is_flag=True, help=REPORT_HELP)
 @click.option("--json", "as_json", is_flag=True, help="With `model list`: machine-readable.")
 @click.option("--markdown", is_flag=True, help="With `model list`: the README's table.")
 @handle_errors
 def model_command(network, checkpoint, source, attn, sets, input_shape, dynamic, num_classes,
                   opset, exporter, simplifier, output_dir, inputs, seed, precision, calib_data,
-                  engine, target_trt, as_json, markdown):
+                  engine, target_trt, html_report, as_json, markdown):
     """Export NETWORK (a registered name, or FILE.py:FUNCTION) with its blocks swapped.
 
     Builds (or loads with --checkpoint), swaps every attention block for its deploy twin (proven
@@ -158,7 +160,8 @@ def model_command(network, checkpoint, source, attn, sets, input_shape, dynamic,
         dynamic=dynamic, num_classes=num_classes, opset=opset, exporter=exporter,
         simplifier=simplifier, output_dir=output_dir, inputs=[Path(p) for p in inputs],
         seed=seed))
-    with folder_lock(req.output_dir, on_wait=_say_waiting):  # export, precision, engine: one writer
+    with folder_lock(req.output_dir, on_wait=_say_waiting), \
+            html_report_after(req.output_dir, html_report):  # export, precision, engine: one writer
         result = export(req, on_wait=_say_waiting, progress=_progress())
         _print_export(result, network, opset, dynamic)
         if precision != "fp32":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import click
@@ -26,3 +27,26 @@ def report_command(export_dirs, out, title):
                                "report.html")
     path = write_report(export_dirs, out, title)
     click.echo(f"wrote {path}")
+
+
+REPORT_HELP = "Also write EXPORT_DIR/report.html (one self-contained page; needs the `report` extra)."
+
+
+@contextlib.contextmanager
+def html_report_after(folder: Path, enabled: bool):
+    """With ``--report``: check the extra before any work, then write the page once the export
+    ends, also when it ends in a failed verdict (that page is the one a user most needs); an
+    interrupted or refused export writes none."""
+    if not enabled:
+        yield
+        return
+    from attn_export.report.write import check_report_extra, write_report
+
+    check_report_extra()
+    try:
+        yield
+    except SystemExit as exc:
+        if exc.code and (folder / "report.json").is_file():
+            click.echo(f"report -> {write_report([folder])}", err=True)
+        raise
+    click.echo(f"report -> {write_report([folder])}")

@@ -10,7 +10,8 @@ from attn_export.errors import MissingDependencyError
 REPORT_HTML = "report.html"
 
 
-def _need_extra() -> None:
+def check_report_extra() -> None:
+    """Refuse, naming the extra, where the page's libraries are missing."""
     for module in ("jinja2", "matplotlib"):
         try:
             __import__(module)
@@ -28,7 +29,7 @@ def write_report(folders: Sequence[str | Path], out: str | Path | None = None,
     from attn_export.report.collect import collect
     from attn_export.report.page import render
 
-    _need_extra()
+    check_report_extra()
     views = [collect(f) for f in folders]
     path = Path(out) if out is not None else Path(folders[0]) / REPORT_HTML
     html = render(views, title)

@@ -28,15 +28,17 @@ def _run(*args: str) -> str:
 @pytest.fixture(scope="module")
 def block_export(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("cbam")
-    _run("cbam", "--opset", "17", "--output-dir", str(out))
-    _run("cbam", "--opset", "17", "--output-dir", str(out), "--precision", "fp16")
+    printed = _run("cbam", "--opset", "17", "--output-dir", str(out), "--precision", "fp16",
+                   "--report")
+    assert f"report -> {out / 'report.html'}" in printed
     return out
 
 
 @pytest.fixture(scope="module")
 def network_export(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("unet")
-    _run("model", "unet_scse", "--output-dir", str(out), "--precision", "fp16")
+    _run("model", "unet_scse", "--output-dir", str(out), "--precision", "fp16", "--report")
+    assert (out / "report.html").is_file()
     return out
 
 
@@ -71,6 +73,16 @@ def test_network_and_block_on_one_page(block_export, network_export, tmp_path):
     page = open_page(html, SCREENSHOTS / "report-two.png")
     _assert_page(page, ("distribution-1", "distribution-2"))
     assert 'id="overview"' in page.dom and "unet_scse" in page.dom
+
+
+def test_a_failed_verdict_still_writes_the_page(tmp_path):
+    """lka's INT8 graph with seeded calibration misses its tolerance: exit 1, and the page that
+    shows why is written all the same."""
+    result = CliRunner().invoke(main, ["lka", "--input-shape", "1x32x16x16", "--output-dir",
+                                       str(tmp_path), "--precision", "int8", "--report"])
+    assert result.exit_code == 1, result.output
+    page = (tmp_path / "report.html").read_text()
+    assert ">FAIL<" in page and "int8" in page
 
 
 def test_report_needs_export_folders(tmp_path):
