@@ -82,6 +82,10 @@ def export_command(block, opset, exporter, dynamic, simplifier, channels, input_
         from attn_export.export.preflight import check_calibration_dir
 
         check_calibration_dir(calib_data)
+    if precision == "int8":
+        from attn_export.export.precision import check_int8_opset
+
+        check_int8_opset(opset, f"--opset {opset}")
     with folder_lock(req.output_dir, on_wait=_say_waiting), \
             html_report_after(req.output_dir, html_report):  # export, precision, engine: one writer
         result = export_block(req, on_wait=_say_waiting)

@@ -160,6 +160,10 @@ def model_command(network, checkpoint, source, attn, sets, input_shape, dynamic,
         dynamic=dynamic, num_classes=num_classes, opset=opset, exporter=exporter,
         simplifier=simplifier, output_dir=output_dir, inputs=[Path(p) for p in inputs],
         seed=seed))
+    if precision == "int8":
+        from attn_export.export.precision import check_int8_opset
+
+        check_int8_opset(opset, f"--opset {opset}")
     with folder_lock(req.output_dir, on_wait=_say_waiting), \
             html_report_after(req.output_dir, html_report):  # export, precision, engine: one writer
         result = export(req, on_wait=_say_waiting, progress=_progress())

@@ -234,3 +234,16 @@ def test_fp16_graph_of_every_block_passes_the_fp16_tolerance(name, tmp_path):
         expected = [(n, x, block(torch.from_numpy(x)).numpy()) for n, x in standard_cases(shape)]
     conv = write_fp16_onnx(path, sample_feeds=[{"input": x} for _, x, _ in expected])
     check_runner(Fp16RoundingRunner(conv.path), expected, "fp16")
+
+
+def test_int8_refuses_an_opset_11_graph(tmp_path):
+    """ONNX Runtime cannot load per-channel Q/DQ weights below opset 13 (the matrix measured 28
+    of 38 blocks): the quantizer refuses in one line instead of writing such a graph."""
+    from attn_export.errors import ValidationError
+    from attn_export.export.pipeline import ExportRequest, export_block
+    from attn_export.export.precision import write_int8_onnx
+
+    result = export_block(ExportRequest(block="se", channels=16, opset=11, output_dir=tmp_path))
+    with pytest.raises(ValidationError, match="INT8 needs opset 13 or later"):
+        write_int8_onnx(result.onnx_path, tmp_path / "se.int8.onnx")
+    assert not (tmp_path / "se.int8.onnx").exists()
