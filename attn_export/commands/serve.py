@@ -22,8 +22,9 @@ from attn_export.commands.common import handle_errors
 @click.option("--strict", is_flag=True, help="Exit 1 if any model fails to load or its golden check.")
 @click.option("--max-request-bytes", type=click.IntRange(min=1), default=64 << 20, show_default=True,
               help="Larger request bodies are refused with 413 (gRPC: RESOURCE_EXHAUSTED).")
-@click.option("--grace", type=click.FloatRange(min=0), default=30.0, show_default=True,
-              help="Seconds accepted requests get to finish after SIGTERM.")
+@click.option("--grace", type=click.FloatRange(min=0), default=5.0, show_default=True,
+              help="Seconds accepted requests get to finish after SIGTERM, then the process exits "
+              "(keep it under the container's stop timeout: Docker's is 10 s).")
 @handle_errors
 def serve_command(repo, host, http_port, grpc_port, metrics_port, backend, strict, max_request_bytes,
                   grace):

@@ -117,7 +117,7 @@ class Batcher:
                 break
         batch = [first]
         rows = self._take(batch, first.rows)
-        while self.max_batch > 0 and rows < self.max_batch and self.max_delay > 0:
+        while self.max_batch > 0 and rows < self.max_batch and self.max_delay > 0 and not self._closing:
             left = first.enqueued + self.max_delay - time.perf_counter()
             if left <= 0:
                 break
@@ -154,9 +154,15 @@ class Batcher:
             self.on_batch(BatchTiming(sum(p.rows for p in batch), len(batch),
                                       [started - p.enqueued for p in batch], compute, ok))
 
+    def begin_close(self) -> None:
+        """Refuse new requests; a worker waiting for its batch to fill runs it now."""
+        self._closing = True
+        if self._arrived is not None:
+            self._arrived.set()
+
     async def close(self) -> None:
         """Refuse new requests, let queued ones finish, then stop the workers and threads."""
-        self._closing = True
+        self.begin_close()
         while self._queue or self._busy:
             await asyncio.sleep(0.005)
         for task in self._tasks:

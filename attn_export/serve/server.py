@@ -1,17 +1,24 @@
 """``attn-export serve``: load a repository, serve HTTP, gRPC and metrics on one event loop.
 
-Shutdown (SIGTERM or SIGINT): readiness turns non-2xx, listeners stop accepting, requests already
-accepted run to completion (HTTP connections and gRPC calls get ``--grace`` seconds), the
-batchers drain, and the process exits 0.
+Stopping (SIGTERM or SIGINT) works at any time, also as PID 1 of a container (which ignores a
+signal it has no handler for): while models load, the process exits at once (it has written
+nothing and answered nothing, so there is nothing to finish); while serving, readiness turns
+non-2xx, listeners stop accepting, batchers run what they hold without waiting out their queue
+delay, requests already accepted are answered, and the process exits 0. The drain is bounded by
+``--grace`` (default 5 s, under ``docker stop``'s 10 s): past it, or on a second signal, the
+process exits at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import os
 import signal
 import socket
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +34,8 @@ class ServeOptions:
     backend: str = "auto"
     strict: bool = False
     max_request_bytes: int = 64 << 20
-    grace_s: float = 30.0
+    grace_s: float = 5.0
+    """Seconds the drain may take after SIGTERM; below Docker's default stop timeout (10 s)."""
 
 
 class Server:
@@ -41,6 +49,8 @@ class Server:
         self.started = asyncio.Event()
         self._stop: asyncio.Event | None = None
         self._http = None
+        self.on_stop_requested = lambda: None
+        """Called once when a stop begins (the process watchdog hooks in here)."""
 
     def _build_core(self):
         from attn_export.serve.core import InferenceCore
@@ -81,7 +91,7 @@ class Server:
         o = self.options
         config = uvicorn.Config(make_app(self.core, o.max_request_bytes), host=o.host, port=o.http_port,
                                 log_level="warning", access_log=False, lifespan="off",
-                                http="httptools", timeout_graceful_shutdown=int(o.grace_s))
+                                http="httptools", timeout_graceful_shutdown=max(1, math.ceil(o.grace_s)))
         return QuietSignals(config)
 
     async def serve(self) -> None:
@@ -92,6 +102,8 @@ class Server:
         o = self.options
         self._stop = asyncio.Event()
         self.core = self._build_core()
+        self._install_signals()
+        self.log(f"loading {len(self.core.models)} model(s) from {self.repo}")
         await self.core.load_all()
         try:
             self._report_models()
@@ -126,7 +138,6 @@ class Server:
             await self.core.close()
             raise AttnExportError(f"cannot serve HTTP on {o.host}:{o.http_port} (port in use?); "
                                   "pass --http-port")
-        self._install_signals()
         self.log(f"serving {len(self.core.models)} model(s) from {self.repo}: HTTP {o.host}:{o.http_port}, "
                  f"gRPC {o.host}:{o.grpc_port}" + (f", metrics {o.host}:{o.metrics_port}/metrics"
                                                    if metrics_http else ""))
@@ -135,18 +146,30 @@ class Server:
         await self._shutdown(http_task, grpc_server, metrics_http)
 
     def _install_signals(self) -> None:
+        """Handlers on the loop (main thread only: a no-op in the tests' threads). Installed
+        before loading: loading runs in worker threads, and a signal must wake the loop."""
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, self.stop)
+                loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: int) -> None:
+        if not self.started.is_set():  # loading: nothing accepted yet, nothing to drain
+            _exit_while_loading(self)(sig, None)
+        if self._stop is not None and self._stop.is_set():
+            self.log(f"{signal.Signals(sig).name} again: exiting without waiting for the drain")
+            hard_exit(0)
+        self.stop()
 
     def stop(self) -> None:
         """Begin a graceful shutdown (safe to call from the loop's thread only)."""
-        if self._stop is not None:
+        if self._stop is not None and not self._stop.is_set():
             self._stop.set()
+            self.on_stop_requested()
 
     async def _shutdown(self, http_task, grpc_server, metrics_http) -> None:
         self.core.stopping = True
+        self.core.flush_batchers()  # queued requests run now, not after their queue delay
         self._http.should_exit = True
         await asyncio.gather(http_task, grpc_server.stop(self.options.grace_s))
         await self.core.close()
@@ -172,7 +195,40 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def hard_exit(code: int) -> None:
+    """Leave now, even with worker threads inside a model call (they hold nothing on disk)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _exit_while_loading(server: Server):
+    """The handler from process start until serving begins: a stop during loading exits at once."""
+    def handler(signum, _frame) -> None:
+        server.log(f"{signal.Signals(signum).name}: stopped while loading; nothing was served")
+        hard_exit(0)
+
+    return handler
+
+
+def _arm_watchdog(server: Server) -> None:
+    """Bound the drain: ``grace`` seconds (plus a margin for closing the listeners), then exit."""
+    limit = server.options.grace_s + 1.0
+
+    def expire() -> None:
+        server.log(f"drain still running after --grace {server.options.grace_s:g} s: exiting")
+        hard_exit(0)
+
+    timer = threading.Timer(limit, expire)
+    timer.daemon = True
+    timer.start()
+
+
 def run_server(repo: str | Path, options: ServeOptions) -> None:
-    """Run until SIGTERM/SIGINT (blocking), on uvloop when it is installed."""
+    """Run until SIGTERM/SIGINT (blocking). Signals are handled from here on, also while models
+    load: PID 1 (a container without an init) ignores any signal it has no handler for."""
     server = Server(repo, options, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _exit_while_loading(server))
+    server.on_stop_requested = lambda: _arm_watchdog(server)
     asyncio.run(server.serve())
