@@ -25,7 +25,7 @@ from attn_export.commands.common import (
 from attn_export.commands.doctor import doctor_command
 from attn_export.commands.model import model_command
 from attn_export.commands.repo import repo_command
-from attn_export.commands.serve import serve_command
+from attn_export.commands.serve import health_command, serve_command
 from attn_export.modules.registry import BLOCKS, SHAPE_MODES, block_info, list_blocks
 
 OPSET_HELP = "ONNX opset, 11..21 (TensorRT 8.5 parses up to 17, 10.x up to 20)."
@@ -394,6 +394,7 @@ def convert_command(checkpoint: Path, block: str, source: str, output: Path | No
 # commands.common at import time, so `attn-export --help` stays torch-free.
 main.add_command(repo_command)
 main.add_command(serve_command)
+main.add_command(health_command)
 main.add_command(bench_serve_command)
 main.add_command(bench_command)
 main.add_command(model_command)

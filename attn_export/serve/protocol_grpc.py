@@ -176,6 +176,13 @@ def _count(core: InferenceCore, name: str, status: str, started: float) -> None:
     core.metrics.request_seconds.labels(*labels).observe(time.perf_counter() - started)
 
 
+def grpc_address(host: str, port: int) -> str:
+    """gRPC's ``host:port`` target: an IPv6 host goes in brackets (``[::]:8001``), else gRPC
+    reads ``:::8001`` as a malformed address and the bind fails."""
+    host = host.strip("[]")
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def make_grpc_server(core: InferenceCore, host: str, port: int, max_message_bytes: int):
     """An unstarted grpc.aio server bound to ``host:port``; returns (server, bound port)."""
     import grpc
@@ -188,7 +195,7 @@ def make_grpc_server(core: InferenceCore, host: str, port: int, max_message_byte
     from attn_export.errors import AttnExportError
 
     try:
-        bound = server.add_insecure_port(f"{host}:{port}")
+        bound = server.add_insecure_port(grpc_address(host, port))
     except RuntimeError:  # grpcio >= 1.5x raises instead of returning 0
         bound = 0
     if bound == 0:

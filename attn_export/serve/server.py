@@ -36,6 +36,10 @@ class ServeOptions:
     max_request_bytes: int = 64 << 20
     grace_s: float = 5.0
     """Seconds the drain may take after SIGTERM; below Docker's default stop timeout (10 s)."""
+    keep_alive_s: float = 75.0
+    """Idle HTTP keep-alive: above the idle timeout of the balancers in front (AWS ALB and nginx
+    60 s), so the balancer, not the server, closes an idle connection (uvicorn's 5 s makes a
+    balancer's reuse of a connection the server just closed fail with 502)."""
 
 
 class Server:
@@ -91,13 +95,14 @@ class Server:
         o = self.options
         config = uvicorn.Config(make_app(self.core, o.max_request_bytes), host=o.host, port=o.http_port,
                                 log_level="warning", access_log=False, lifespan="off",
-                                http="httptools", timeout_graceful_shutdown=max(1, math.ceil(o.grace_s)))
+                                http="httptools", timeout_keep_alive=o.keep_alive_s,
+                                timeout_graceful_shutdown=max(1, math.ceil(o.grace_s)))
         return QuietSignals(config)
 
     async def serve(self) -> None:
         """Load, check, listen; return after a clean shutdown."""
         from attn_export.serve.metrics import start_metrics_server
-        from attn_export.serve.protocol_grpc import make_grpc_server
+        from attn_export.serve.protocol_grpc import grpc_address, make_grpc_server
 
         o = self.options
         self._stop = asyncio.Event()
@@ -139,7 +144,7 @@ class Server:
             raise AttnExportError(f"cannot serve HTTP on {o.host}:{o.http_port} (port in use?); "
                                   "pass --http-port")
         self.log(f"serving {len(self.core.models)} model(s) from {self.repo}: HTTP {o.host}:{o.http_port}, "
-                 f"gRPC {o.host}:{o.grpc_port}" + (f", metrics {o.host}:{o.metrics_port}/metrics"
+                 f"gRPC {grpc_address(o.host, o.grpc_port)}" + (f", metrics {o.host}:{o.metrics_port}/metrics"
                                                    if metrics_http else ""))
         self.started.set()
         await self._stop.wait()
