@@ -11,12 +11,22 @@ import functools
 import json
 import time
 
-from attn_export.serve.codec_http import decode_raw_request, decode_request, encode_response
+from attn_export.serve.codec_http import (
+    decode_raw_request,
+    decode_request,
+    encode_response,
+    json_value_count,
+)
 from attn_export.serve.core import InferenceCore
 from attn_export.serve.errors import BadRequest, ServeError, TooLarge
 from attn_export.serve.served_model import config_json
 
 HEADER_LENGTH = "inference-header-content-length"
+OFF_LOOP_JSON_BYTES = 64 << 10
+"""A JSON request part larger than this is parsed in a worker thread, not on the event loop."""
+OFF_LOOP_JSON_VALUES = 16384
+"""A response with more JSON numbers than this is encoded in a worker thread (~5 ms of work);
+smaller ones stay on the loop, where a thread hop would cost more than the encoding."""
 
 
 def _json(data, status: int = 200):
@@ -65,12 +75,28 @@ async def read_body(request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _json_part_bytes(body: bytes, header_length: str | None) -> int:
+    if header_length is None:
+        return len(body)
+    return int(header_length) if header_length.isdigit() else 0
+
+
 class HttpEndpoints:
     """The handlers, one small method per endpoint, over one :class:`InferenceCore`."""
 
     def __init__(self, core: InferenceCore, max_request_bytes: int) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
         self.core = core
         self.max_request_bytes = max_request_bytes
+        self.codec_pool = ThreadPoolExecutor(1, thread_name_prefix="json")
+        """JSON tensor work (``json.loads``, ``tolist``, ``json.dumps``): off the loop that
+        answers health checks and gRPC."""
+
+    async def off_loop(self, func, *args):
+        import asyncio
+
+        return await asyncio.get_running_loop().run_in_executor(self.codec_pool, func, *args)
 
     def model_of(self, request):
         p = request.path_params
@@ -136,15 +162,21 @@ class HttpEndpoints:
         model = self.model_of(request)
         body = await read_body(request, self.max_request_bytes)
         header_length = request.headers.get(HEADER_LENGTH)
-        parsed = decode_raw_request(body, model.inputs, model.max_batch > 0) if header_length == "0" \
-            else decode_request(body, header_length)
+        if header_length == "0":
+            parsed = decode_raw_request(body, model.inputs, model.max_batch > 0)
+        elif _json_part_bytes(body, header_length) > OFF_LOOP_JSON_BYTES:
+            parsed = await self.off_loop(decode_request, body, header_length)
+        else:
+            parsed = decode_request(body, header_length)
         wanted = parsed.outputs if parsed.outputs is not None else \
             [(n, parsed.binary_default) for n in model.outputs]
         unknown = sorted({n for n, _ in wanted} - set(model.outputs))
         if unknown:
             raise BadRequest(f"model {model.name!r} has no outputs {unknown}; it has {sorted(model.outputs)}")
         outputs = await model.infer(parsed.inputs)
-        content, header_length = encode_response(model.name, model.version, parsed.id, outputs, wanted)
+        encode = (model.name, model.version, parsed.id, outputs, wanted)
+        content, header_length = await self.off_loop(encode_response, *encode) \
+            if json_value_count(outputs, wanted) > OFF_LOOP_JSON_VALUES else encode_response(*encode)
         if header_length is None:
             return Response(content, media_type="application/json")
         return Response(content, media_type="application/octet-stream",

@@ -200,6 +200,11 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+SWITCH_INTERVAL_S = 0.001
+"""How long a thread holding the GIL (JSON encoding, numpy copies) may keep it while the event loop
+waits: 1 ms instead of CPython's 5 ms, since the loop needs it several times per request."""
+
+
 def hard_exit(code: int) -> None:
     """Leave now, even with worker threads inside a model call (they hold nothing on disk)."""
     sys.stdout.flush()
@@ -233,6 +238,7 @@ def run_server(repo: str | Path, options: ServeOptions) -> None:
     """Run until SIGTERM/SIGINT (blocking). Signals are handled from here on, also while models
     load: PID 1 (a container without an init) ignores any signal it has no handler for."""
     server = Server(repo, options, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _exit_while_loading(server))
     server.on_stop_requested = lambda: _arm_watchdog(server)
