@@ -33,6 +33,11 @@ ENV_HOST, ENV_HTTP_PORT = "ATTN_EXPORT_HOST", "ATTN_EXPORT_HTTP_PORT"
 @click.option("--strict", is_flag=True, help="Exit 1 if any model fails to load or its golden check.")
 @click.option("--max-request-bytes", type=click.IntRange(min=1), default=64 << 20, show_default=True,
               help="Larger request bodies are refused with 413 (gRPC: RESOURCE_EXHAUSTED).")
+@click.option("--max-inflight-bytes", type=click.IntRange(min=1 << 20), default=256 << 20,
+              show_default=True, help="Memory all requests in flight may hold together (bodies, "
+              "decoded tensors, outputs; estimated from each request's size before it is read). "
+              "Past it requests get 503 (gRPC: RESOURCE_EXHAUSTED). The default suits an 8 GB Jetson "
+              "Orin Nano.")
 @click.option("--grace", type=click.FloatRange(min=0), default=5.0, show_default=True,
               help="Seconds accepted requests get to finish after SIGTERM, then the process exits "
               "(keep it under the container's stop timeout: Docker's is 10 s).")
@@ -41,12 +46,18 @@ ENV_HOST, ENV_HTTP_PORT = "ATTN_EXPORT_HOST", "ATTN_EXPORT_HTTP_PORT"
               "it above the idle timeout of any load balancer in front (60 s for AWS ALB, nginx).")
 @handle_errors
 def serve_command(repo, host, http_port, grpc_port, metrics_port, backend, strict, max_request_bytes,
-                  grace, keep_alive):
+                  max_inflight_bytes, grace, keep_alive):
     """Serve REPO (a Triton model repository) to any Triton client, HTTP/REST and gRPC."""
     from attn_export.serve.server import ServeOptions, run_server
 
-    run_server(repo, ServeOptions(host, http_port, grpc_port, metrics_port, backend, strict,
-                                  max_request_bytes, grace, keep_alive))
+    if max_request_bytes > max_inflight_bytes:
+        fail(f"--max-request-bytes {max_request_bytes} exceeds --max-inflight-bytes {max_inflight_bytes}: "
+             "no request that large could ever be accepted; lower one or raise the other")
+    run_server(repo, ServeOptions(host=host, http_port=http_port, grpc_port=grpc_port,
+                                  metrics_port=metrics_port, backend=backend, strict=strict,
+                                  max_request_bytes=max_request_bytes,
+                                  max_inflight_bytes=max_inflight_bytes, grace_s=grace,
+                                  keep_alive_s=keep_alive))
 
 
 @click.command("health")

@@ -81,6 +81,10 @@ class Batcher:
     def depth(self) -> int:
         return len(self._queue)
 
+    @property
+    def full(self) -> bool:
+        return len(self._queue) >= self.max_queue
+
     async def submit(self, feed: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
         """Queue one request (``rows`` along the batch dim) and wait for its own outputs."""
         if self._closing:
@@ -173,11 +177,19 @@ class Batcher:
 
 
 def _run_batch(runner, batch: list[Pending]) -> list[dict[str, np.ndarray]]:
-    """Concatenate, infer once, split by rows (in the instance's thread)."""
+    """Concatenate, infer once, split by rows (in the instance's thread). Each request's input
+    dict is emptied once consumed: the arrays (and the request bodies they view) are freed
+    while the batch runs, not when the last response has been written."""
     if len(batch) == 1:
-        return [runner.infer(batch[0].feed)]
+        try:
+            return [runner.infer(batch[0].feed)]
+        finally:
+            batch[0].feed.clear()
     feed = {name: np.concatenate([p.feed[name] for p in batch]) for name in batch[0].feed}
+    for p in batch:
+        p.feed.clear()
     outputs = runner.infer(feed)
+    del feed
     total = sum(p.rows for p in batch)
     for name, value in outputs.items():
         if value.ndim == 0 or value.shape[0] != total:

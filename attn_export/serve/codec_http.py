@@ -150,16 +150,18 @@ def json_value_count(outputs: dict[str, np.ndarray], wanted: list[tuple[str, boo
 
 
 def encode_response(model: str, version: str, rid: str | None, outputs: dict[str, np.ndarray],
-                    wanted: list[tuple[str, bool]]) -> tuple[bytes, int | None]:
-    """(body, JSON header length or None when no output is binary). JSON tensors are spliced
-    into the header text by placeholder, each encoded by :func:`json_values`."""
+                    wanted: list[tuple[str, bool]]) -> tuple[list, int | None]:
+    """(body parts, JSON header length or None when no output is binary): the JSON header, then
+    each binary tensor's own buffer (no copy when it is little-endian and contiguous). JSON
+    tensors are spliced into the header text by placeholder, each encoded by :func:`json_values`."""
     entries, blobs, arrays = [], [], []
     for name, binary in wanted:
         value = np.ascontiguousarray(outputs[name])
         entry = {"name": name, "datatype": protocol_dtype(value.dtype), "shape": list(value.shape)}
         if binary:
-            blob = value.astype(value.dtype.newbyteorder("<"), copy=False).tobytes()
-            entry["parameters"] = {"binary_data_size": len(blob)}
+            little = value.astype(value.dtype.newbyteorder("<"), copy=False)
+            blob = memoryview(little).cast("B") if little.size else b""
+            entry["parameters"] = {"binary_data_size": len(blob) if isinstance(blob, bytes) else blob.nbytes}
             blobs.append(blob)
         else:
             entry["data"] = f"\0{len(arrays)}\0"  # replaced below; "\0" cannot come from a name
@@ -171,6 +173,4 @@ def encode_response(model: str, version: str, rid: str | None, outputs: dict[str
     text = json.dumps(header, separators=(",", ":")).encode()
     for k, value in enumerate(arrays):
         text = text.replace(f'"\\u0000{k}\\u0000"'.encode(), json_values(value), 1)
-    if not blobs:
-        return text, None
-    return b"".join([text, *blobs]), len(text)
+    return [text, *blobs], (len(text) if blobs else None)

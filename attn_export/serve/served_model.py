@@ -178,6 +178,14 @@ class ServedModel:
                              f"profile {fmt(map(str, lo))} .. {fmt(map(str, hi))}; send a shape in "
                              "that range or rebuild the engine with wider --min-shape/--max-shape")
 
+    def refuse_if_busy(self) -> None:
+        """Before a request's body is read: not ready, or its queue already full (503)."""
+        if not self.ready or self.batcher is None:
+            raise Unavailable(f"model {self.name!r} is not ready: {self.reason or self.state.lower()}")
+        if self.batcher.full:
+            raise Unavailable(f"model {self.name!r}: queue full ({self.batcher.max_queue} requests "
+                              "waiting); retry later or raise max_queue_size / add instances")
+
     async def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if not self.ready or self.batcher is None:
             raise Unavailable(f"model {self.name!r} is not ready: {self.reason or self.state.lower()}")

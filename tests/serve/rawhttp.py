@@ -31,7 +31,7 @@ def infer_body(x: np.ndarray, name: str = "input", output: str = "output",
 
 def decode_output(body: bytes, headers, output: str = "output") -> np.ndarray:
     """The output of an infer response, JSON or binary."""
-    n = headers.get("Inference-Header-Content-Length")
+    n = {k.lower(): v for k, v in dict(headers).items()}.get("inference-header-content-length")
     header = json.loads(body[:int(n)] if n else body)
     entry = next(o for o in header["outputs"] if o["name"] == output)
     if "data" in entry:
