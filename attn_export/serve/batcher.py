@@ -3,7 +3,10 @@
 Requests to one model queue in arrival order. A free instance takes the oldest and joins the
 following ones while the rows fit ``max_batch_size`` (never past the engine profile's max, which
 the config check guarantees) and their non-batch shapes match; if the batch is not full it waits
-until the oldest request has waited ``max_queue_delay_us``, then runs what it has. Results are
+until the oldest request has waited ``max_queue_delay_us``, then runs what it has; it waits only
+while another request for the model is being received (its body read or decoded): with none on
+the way, nothing can join, and waiting would only add the delay to every request of a single
+client (concurrency 1). Results are
 split back by row counts, so each request gets exactly its rows. The queue is bounded: a request
 arriving when it is full is refused at once (HTTP 503 / gRPC UNAVAILABLE). Inference runs in the
 instance's own thread, so the event loop never blocks on it.
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -68,6 +72,7 @@ class Batcher:
         self._tasks: list[asyncio.Task] = []
         self._pools = [ThreadPoolExecutor(1, thread_name_prefix="instance") for _ in runners]
         self._closing = False
+        self._arriving = 0
         self._busy = 0
         self.executions = [0] * len(runners)
         """Batches run per instance (how evenly the instances share the load)."""
@@ -84,6 +89,18 @@ class Batcher:
     @property
     def full(self) -> bool:
         return len(self._queue) >= self.max_queue
+
+    @contextlib.contextmanager
+    def arriving(self):
+        """Marks a request being received for this model: a batch waiting to fill waits for it
+        (and stops waiting once none is on the way)."""
+        self._arriving += 1
+        try:
+            yield
+        finally:
+            self._arriving -= 1
+            if self._arrived is not None:
+                self._arrived.set()
 
     async def submit(self, feed: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
         """Queue one request (``rows`` along the batch dim) and wait for its own outputs."""
@@ -121,7 +138,8 @@ class Batcher:
                 break
         batch = [first]
         rows = self._take(batch, first.rows)
-        while self.max_batch > 0 and rows < self.max_batch and self.max_delay > 0 and not self._closing:
+        while self.max_batch > 0 and rows < self.max_batch and self.max_delay > 0 and not self._closing \
+                and self._arriving > 0:
             left = first.enqueued + self.max_delay - time.perf_counter()
             if left <= 0:
                 break

@@ -170,14 +170,16 @@ class GrpcEndpoints:
         state["name"] = request.model_name
         model = self.core.model(request.model_name, request.model_version)
         model.refuse_if_busy()  # before any tensor is decoded
-        wanted = [o.name for o in request.outputs] or list(model.outputs)
-        unknown = sorted(set(wanted) - set(model.outputs))
-        if unknown:
-            raise BadRequest(f"model {model.name!r} has no outputs {unknown}; it has {sorted(model.outputs)}")
-        feed = decode_inputs(request)
-        request.ClearField("raw_input_contents")
-        model.check_inputs(feed)
-        reservation.add(output_cost(model, feed, dict.fromkeys(wanted, True)) * 3 // 2)
+        with model.arriving():  # a batch waiting to fill waits for this one
+            wanted = [o.name for o in request.outputs] or list(model.outputs)
+            unknown = sorted(set(wanted) - set(model.outputs))
+            if unknown:
+                raise BadRequest(f"model {model.name!r} has no outputs {unknown}; it has "
+                                 f"{sorted(model.outputs)}")
+            feed = decode_inputs(request)
+            request.ClearField("raw_input_contents")
+            model.check_inputs(feed)
+            reservation.add(output_cost(model, feed, dict.fromkeys(wanted, True)) * 3 // 2)
         outputs = await model.infer(feed)
         del feed
         response = self.pb.ModelInferResponse(model_name=model.name, model_version=model.version,

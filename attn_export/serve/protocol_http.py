@@ -229,6 +229,20 @@ class HttpEndpoints:
         return await read_exactly(request, length)
 
     async def _infer_reserved(self, request, model, reservation: Reservation):
+        with model.arriving():  # a batch waiting to fill waits for this one
+            feed, wanted, rid = await self._receive(request, model, reservation)
+        outputs = await model.infer(feed)  # the batcher drops the inputs once they are consumed
+        del feed
+        encode = (model.name, model.version, rid, outputs, wanted)
+        parts, header_length = await self.off_loop(encode_response, *encode) \
+            if json_value_count(outputs, wanted) > OFF_LOOP_JSON_VALUES else encode_response(*encode)
+        del outputs
+        headers = {} if header_length is None else {"Inference-Header-Content-Length": str(header_length)}
+        return PartsResponse(parts, "application/json" if header_length is None
+                             else "application/octet-stream", headers, reservation.release)
+
+    async def _receive(self, request, model, reservation: Reservation):
+        """Read, decode and check one request: (inputs, wanted outputs, request id)."""
         header_length = request.headers.get(HEADER_LENGTH)
         body = await self._read(request, reservation, header_length)
         if header_length == "0":
@@ -246,15 +260,7 @@ class HttpEndpoints:
         feed, parsed.inputs = parsed.inputs, {}
         model.check_inputs(feed)
         reservation.add(output_cost(model, feed, dict(wanted)))
-        outputs = await model.infer(feed)  # the batcher drops the inputs once they are consumed
-        del feed
-        encode = (model.name, model.version, parsed.id, outputs, wanted)
-        parts, header_length = await self.off_loop(encode_response, *encode) \
-            if json_value_count(outputs, wanted) > OFF_LOOP_JSON_VALUES else encode_response(*encode)
-        del outputs
-        headers = {} if header_length is None else {"Inference-Header-Content-Length": str(header_length)}
-        return PartsResponse(parts, "application/json" if header_length is None
-                             else "application/octet-stream", headers, reservation.release)
+        return feed, wanted, parsed.id
 
     def routes(self) -> list:
         from starlette.routing import Route

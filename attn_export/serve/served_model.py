@@ -3,6 +3,7 @@ its statistics, and whether it is ready (and if not, why)."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -73,6 +74,7 @@ class ServedModel:
         self.reason = entry.problem or ""
         self.stats = ModelStats(self.name, self.version)
         self.batcher: Batcher | None = None
+        self._children = None
         self.runners: list = []
         cfg = self.config
         self.max_batch = int(cfg.max_batch_size) if cfg is not None else 0
@@ -131,12 +133,20 @@ class ServedModel:
         if timing.ok:
             self.stats.record_batch(timing.rows, timing.requests, timing.queue_s, timing.compute_s)
         if self.metrics is not None:
-            m, labels = self.metrics, (self.name, self.version)
+            queue, compute, rows, depth = self._metric_children()
             for q in timing.queue_s:
-                m.queue_seconds.labels(*labels).observe(q)
-            m.compute_seconds.labels(*labels).observe(timing.compute_s)
-            m.batch_rows.labels(*labels).observe(timing.rows)
-            m.queue_depth.labels(*labels).set(self.batcher.depth if self.batcher else 0)
+                queue.observe(q)
+            compute.observe(timing.compute_s)
+            rows.observe(timing.rows)
+            depth.set(self.batcher.depth if self.batcher else 0)
+
+    def _metric_children(self) -> tuple:
+        """This model's labelled metrics, looked up once (``labels()`` costs a locked lookup)."""
+        if self._children is None:
+            m, labels = self.metrics, (self.name, self.version)
+            self._children = (m.queue_seconds.labels(*labels), m.compute_seconds.labels(*labels),
+                              m.batch_rows.labels(*labels), m.queue_depth.labels(*labels))
+        return self._children
 
     def check_inputs(self, feed: dict[str, np.ndarray]) -> int:
         """Refuse a feed the config does not describe (names, dtype, shape); returns its rows."""
@@ -185,6 +195,12 @@ class ServedModel:
         if self.batcher.full:
             raise Unavailable(f"model {self.name!r}: queue full ({self.batcher.max_queue} requests "
                               "waiting); retry later or raise max_queue_size / add instances")
+
+    def arriving(self):
+        """Context for receiving one request (see :meth:`Batcher.arriving`)."""
+        if self.batcher is None:
+            return contextlib.nullcontext()
+        return self.batcher.arriving()
 
     async def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if not self.ready or self.batcher is None:
