@@ -62,7 +62,7 @@ def serve_command(repo, host, http_port, grpc_port, metrics_port, backend, stric
 
 @click.command("health")
 @click.option("--host", default="127.0.0.1", show_default=True, envvar=ENV_HOST, show_envvar=True,
-              help="The server's --host (0.0.0.0 and :: are probed on the loopback).")
+              help="The server's --host (0.0.0.0 and :: are probed on 127.0.0.1).")
 @click.option("--http-port", type=click.IntRange(1, 65535), default=8000, show_default=True,
               envvar=ENV_HTTP_PORT, show_envvar=True)
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=3.0, show_default=True,
@@ -72,7 +72,9 @@ def health_command(host, http_port, timeout):
     import http.client
 
     host = host.strip("[]")
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    # a wildcard bind is probed on IPv4 loopback: '::' binds dual-stack, and containers often
+    # have no IPv6 loopback
+    host = {"0.0.0.0": "127.0.0.1", "::": "127.0.0.1", "": "127.0.0.1"}.get(host, host)
     where = f"[{host}]:{http_port}" if ":" in host else f"{host}:{http_port}"
     try:
         conn = http.client.HTTPConnection(host, http_port, timeout=timeout)
