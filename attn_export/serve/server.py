@@ -152,9 +152,10 @@ class Server:
             await self.core.close()
             raise AttnExportError(f"cannot serve HTTP on {o.host}:{o.http_port} (port in use?); "
                                   "pass --http-port")
-        self.log(f"serving {len(self.core.models)} model(s) from {self.repo}: HTTP {o.host}:{o.http_port}, "
-                 f"gRPC {grpc_address(o.host, o.grpc_port)}" + (f", metrics {o.host}:{o.metrics_port}/metrics"
-                                                   if metrics_http else ""))
+        http_at, grpc_at, metrics_at = (grpc_address(o.host, p)  # [::]:8000 for an IPv6 host
+                                        for p in (o.http_port, o.grpc_port, o.metrics_port))
+        self.log(f"serving {len(self.core.models)} model(s) from {self.repo}: HTTP {http_at}, "
+                 f"gRPC {grpc_at}" + (f", metrics {metrics_at}/metrics" if metrics_http else ""))
         self.started.set()
         await self._stop.wait()
         await self._shutdown(http_task, grpc_server, metrics_http)
