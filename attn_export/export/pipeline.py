@@ -187,9 +187,13 @@ def golden_from_torch(module, req: ExportRequest) -> Golden:
                               f"input {name}; the block overflows or divides by a vanishing "
                               f"statistic at this input{tiny}")
         golden_cases.append(GoldenCase(name, feed, outputs))
-    return Golden(golden_cases, {"block": req.block, "cases": [c.name for c in golden_cases],
-                                 "input_shape": list(req.input_shape), "dynamic": req.dynamic,
-                                 "opset": req.opset, "precision": "fp32"})
+    golden = Golden(golden_cases, {"block": req.block, "cases": [c.name for c in golden_cases],
+                                   "input_shape": list(req.input_shape), "dynamic": req.dynamic,
+                                   "opset": req.opset, "precision": "fp32"})
+    from attn_export.export.floor_torch import record_float_floors  # [verdicts hook]
+
+    record_float_floors(module, golden, input_names)
+    return golden
 
 
 def check_simplification(raw: Path, simplified: Path, golden: Golden) -> None:
