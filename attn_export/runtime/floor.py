@@ -166,8 +166,7 @@ def judge(comparison, expected: np.ndarray, precision: str, floor: FloorPoint | 
         return Verdict(DEGENERATE, input_kind, floor, factor, note), c.passed
     if floor is None:
         word = AS_GOOD if c.passed else WORSE
-        return Verdict(word, input_kind, None, None, "judged by the fixed tolerance table"), \
-            c.passed
+        return Verdict(word, input_kind, None, None), c.passed
     factor = _factor(c.rel_l2, floor)
     effective = c.rel_l2 / max(floor.rel_l2, MIN_FLOOR.get(precision, 0.0), 1e-30)
     gain_ok = not c.gain_judged or abs(c.gain) <= t.max_gain
