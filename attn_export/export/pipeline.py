@@ -333,9 +333,16 @@ def build_report(req, rows, timings, raw_ops, final_ops, onnx_path, golden_path)
                   "nodes_simplified": sum(final_ops.values())},
         "tolerance": rows[0].comparison.tolerance.__dict__ if rows else {},
         "metrics": [r.to_dict() for r in rows],
+        "inputs_used": _inputs_used(rows),  # [verdicts hook]
         "timings_s": timings,
         "passed": all(r.comparison.passed for r in rows),
     }
+
+
+def _inputs_used(rows) -> list[dict]:
+    from attn_export.runtime.floor import inputs_used
+
+    return inputs_used(rows)
 
 
 def add_to_report(report_path: str | Path, key: str, value: Any,

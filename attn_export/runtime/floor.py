@@ -250,3 +250,22 @@ def verdict_lines(rows: list) -> list[str]:
         lines.append("  find where the error starts: attn-export validate MODEL --golden GOLDEN "
                      "--locate")
     return lines
+
+
+INPUT_DESCRIPTIONS = {
+    "seeded": "seeded maps (normal, post-ReLU up to ~30, constant, zeros)",
+    "natural": "natural images (scikit-learn's sample photographs and digits)",
+    "user-heldout": "your data, samples the INT8 graph was not calibrated on",
+    "user-out-of-range": "seeded maps far outside your data's range (reported apart)",
+}
+
+
+def inputs_used(rows: list) -> list[dict]:
+    """report.json's ``inputs_used``: each kind of input the verdict saw, and its cases."""
+    kinds: dict[str, list[str]] = {}
+    for row in rows:
+        kind = row.verdict.input_kind if row.verdict is not None else "seeded"
+        if row.case not in kinds.setdefault(kind, []):
+            kinds[kind].append(row.case)
+    return [{"kind": k, "description": INPUT_DESCRIPTIONS.get(k, k), "cases": cases}
+            for k, cases in kinds.items()]
