@@ -146,6 +146,7 @@ class PrecisionExport:
     kept_float: dict[str, str] = field(default_factory=dict)
     calibration: str = ""
     quantization: Int8Quantization | None = None
+    golden: object = None  # [verdicts hook] the golden file, with meta["floor"] recorded
 
     @property
     def passed(self) -> bool:
@@ -200,15 +201,47 @@ def precision_onnx_from_export(
         shapes = {name: array.shape for name, array in golden.cases[0].inputs.items()}
         quant = write_int8_onnx(onnx_path, output_path, calib_data, shapes, quantize_gates,
                                 seed=seed)
+        _record_int8_floor(golden, onnx_path, quant.path, calib_data, shapes, seed)  # [verdicts]
         result = PrecisionExport(quant.path, precision, plan, calibration=quant.calibration,
                                  kept_float={n: "kept float (gate, GEMV or attention BMM)"
                                              for n in quant.excluded}, quantization=quant)
         runner = OnnxRuntimeRunner(quant.path, ["CPUExecutionProvider"])
     with runner:
         result.rows = validate_runner(runner, golden, precision)
+    result.golden = golden  # [verdicts hook] carries the INT8 floor to the artefact set
     if result.quantization is not None:
         result.rows = [int8_row(row, result.quantization) for row in result.rows]
     return result
+
+
+def _record_int8_floor(golden, onnx_path, qdq_path, calib_data, shapes, seed) -> None:
+    """The INT8 floor (float simulation at the calibrated scales) and its contrast with the gates
+    quantized, in ``golden.meta["floor"]["int8"]`` (see ``export/floor_int8.py``)."""
+    import warnings
+
+    from attn_export.export.floor_int8 import record_int8_floor
+
+    def gates_quantized(folder: Path) -> Path:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the seeded-calibration warning was given once
+            return write_int8_onnx(onnx_path, folder / "gates.int8.onnx", calib_data, shapes,
+                                   True, seed=seed).path
+
+    record_int8_floor(golden, onnx_path, qdq_path, gates_quantized)
+
+
+def _rewrite_golden(txn, golden_path, out) -> dict[str, str]:
+    """Write the golden file again inside the artefact set when this stage recorded a floor in it
+    (INT8), so validate and serve judge by it; returns its new hash for report.json."""
+    from attn_export.atomic import sha256_file
+    from attn_export.runtime.golden import save_golden
+
+    golden_path = Path(golden_path)
+    if out.golden is None or "int8" not in out.golden.meta.get("floor", {}) \
+            or golden_path.parent != txn.folder:
+        return {}
+    staged = txn.write(golden_path.name, lambda tmp: save_golden(tmp, out.golden))
+    return {golden_path.name: sha256_file(staged)}
 
 
 def int8_row(row, quant: Int8Quantization):
@@ -257,7 +290,8 @@ def precision_set_from_export(onnx_path: str | Path, golden_path: str | Path, pr
                    "source_sha256": sha256_file(onnx_path), **int8_report(out.quantization),
                    "metrics": [r.to_dict() for r in out.rows]}
         section |= more_report(out) if more_report else {}
-        report = report_with(read_report(folder), precision, section, {name: sha256_file(staged)})
+        hashes = {name: sha256_file(staged)} | _rewrite_golden(txn, golden_path, out)  # [verdicts]
+        report = report_with(read_report(folder), precision, section, hashes)
         txn.write_text(REPORT_NAME, report_text(report))
     out.path = folder / name
     return out

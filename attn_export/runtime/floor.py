@@ -31,12 +31,14 @@ How a row is judged (:func:`judge`):
   :data:`DEGENERATE_MAX_ABS`; any graph that outputs ~0 "matches" it, so no verdict means anything
   (torchvision's efficientnet_b0 with seeded weights outputs max |y| = 8e-13: FP16 underflows it to
   exactly 0 and the fixed tolerance calls that a pass). The row keeps the fixed table's result.
-- **as good as the precision allows**: rel l2 within :data:`FLOOR_FACTOR` times the floor, and
-  the sanity bounds of the fixed table that do not scale with the network still hold: cosine >=
-  ``min_cosine`` and, where judged, |gain| <= ``max_gain`` (a uniform scale error is never
-  "rounding", however small the floor). The row passes.
-- **worse than the precision explains**: anything else; the row fails and the CLI points to
-  ``validate --locate``.
+- **as good as the precision allows**: rel l2 within :data:`FLOOR_FACTOR` times the floor. The
+  row passes when the sanity bounds of the fixed table that do not scale with the network hold
+  too: cosine >= ``min_cosine`` (else the verdict stays, the row fails, and the note says that
+  the precision itself is too lossy for this network at this calibration) and, where judged,
+  |gain| <= ``max_gain`` (a uniform scale error is never "rounding", however small the floor:
+  the row is then "worse than the precision explains").
+- **worse than the precision explains**: an error above :data:`FLOOR_FACTOR` times the floor (or
+  a gain error); the row fails and the CLI points to ``validate --locate``.
 
 Without a recorded floor (fp32, or an older golden file) the fixed table decides, and the verdict
 word follows it. Rows on ``user-out-of-range`` inputs (seeded maps far outside the user's data)
@@ -110,6 +112,7 @@ class Verdict:
     factor: float | None = None
     note: str = ""
     precision: str = "fp32"
+    contrast: FloorPoint | None = None  # INT8 with the gates quantized; printed, not in to_dict
 
     def to_dict(self) -> dict:
         return {"floor": self.floor.to_dict() if self.floor else None, "factor": self.factor,
@@ -173,13 +176,22 @@ def judge(comparison, expected: np.ndarray, precision: str, floor: FloorPoint | 
     if effective >= BROKEN_FACTOR:
         return Verdict(BROKEN, input_kind, floor, factor,
                        f"error {effective:.0f}x what the precision costs"), False
-    if effective <= FLOOR_FACTOR.get(precision, 1.0) and gain_ok and c.cosine >= t.min_cosine:
+    within = effective <= FLOOR_FACTOR.get(precision, 1.0)
+    if within and not gain_ok:
+        return Verdict(WORSE, input_kind, floor, factor,
+                       f"gain error {c.gain:+.1e} beyond the sanity bound {t.max_gain:g}: a "
+                       "uniform scale error is not rounding"), False
+    if within and c.cosine < t.min_cosine:
+        return Verdict(AS_GOOD, input_kind, floor, factor,
+                       f"but the precision itself costs more than the sanity bound allows here "
+                       f"(cosine {c.cosine:.4f} < {t.min_cosine:g}; the floor's "
+                       f"{floor.cosine:.4f}): this network does not hold {precision} at this "
+                       "calibration/weights"), False
+    if within:
         return Verdict(AS_GOOD, input_kind, floor, factor), True
-    why = ("gain error beyond the sanity bound" if not gain_ok else
-           f"cosine {c.cosine:.6f} under the sanity bound {t.min_cosine:g}"
-           if effective <= FLOOR_FACTOR.get(precision, 1.0) else
-           f"{effective:.1f}x the floor, above {FLOOR_FACTOR.get(precision, 1.0):g}x")
-    return Verdict(WORSE, input_kind, floor, factor, why), False
+    return Verdict(WORSE, input_kind, floor, factor,
+                   f"{effective:.1f}x the floor, above {FLOOR_FACTOR.get(precision, 1.0):g}x"), \
+        False
 
 
 def _factor(rel_l2: float, floor: FloorPoint | None) -> float | None:
@@ -199,7 +211,8 @@ def judged_with_floor(rows: list, golden, precision: str) -> list:
         kind = kinds.get(row.case, "seeded")
         verdict, passed = judge(row.comparison, expected[(row.case, output)], precision, floor,
                                 kind)
-        verdict = replace(verdict, precision=precision)
+        verdict = replace(verdict, precision=precision, contrast=recorded_floor(
+            golden.meta, precision, row.case, output, contrast=True))
         if kind == "user-out-of-range":
             passed = True  # reported apart: a map far outside the user's data decides nothing
         judged.append(replace(row, comparison=replace(row.comparison, passed=passed),
@@ -226,8 +239,8 @@ def verdict_lines(rows: list) -> list[str]:
     precision = judged[0].verdict.precision
     word = overall_verdict(judged)
     counted = [r for r in judged if r.verdict.counts] or judged
-    worst = max(counted, key=lambda r: (r.comparison.rel_l2 if np.isfinite(r.comparison.rel_l2)
-                                        else np.inf))
+    worst = max(counted, key=lambda r: (not r.comparison.passed, r.comparison.rel_l2
+                                        if np.isfinite(r.comparison.rel_l2) else np.inf))
     v = worst.verdict
     evidence = f"rel l2 up to {worst.comparison.rel_l2:.2e} ({worst.case})"
     if v.floor is not None:
@@ -237,8 +250,11 @@ def verdict_lines(rows: list) -> list[str]:
     else:
         evidence += ", no floor recorded: judged by the fixed tolerance table"
     lines = [f"verdict ({precision}): {word} - {evidence}"]
-    if v.note and word != AS_GOOD:
-        lines.append(f"  why: {v.note}")
+    if v.note:
+        lines.append(f"  {'note' if word == AS_GOOD else 'why'}: {v.note}")
+    if v.contrast is not None and np.isfinite(v.contrast.rel_l2):
+        lines.append(f"  for contrast, {v.contrast.kind}: rel l2 {v.contrast.rel_l2:.2e}, cosine "
+                     f"{v.contrast.cosine:.4f} on the same case")
     for r in judged:
         if r.verdict.verdict == DEGENERATE:
             lines.append(f"  {r.case}: {DEGENERATE}: {r.verdict.note}")
