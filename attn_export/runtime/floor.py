@@ -26,7 +26,8 @@ Every validation row (``Row.to_dict()``, so report.json's ``metrics`` lists) the
 How a row is judged (:func:`judge`):
 
 - **broken**: NaN/Inf in the output, or an error :data:`BROKEN_FACTOR` times the floor or more
-  (a wrong shape is refused before any row exists).
+  that is also a quarter of the signal (:data:`BROKEN_REL_L2`); a wrong shape is refused before
+  any row exists.
 - **degenerate output**: the reference output's largest magnitude is under
   :data:`DEGENERATE_MAX_ABS`; any graph that outputs ~0 "matches" it, so no verdict means anything
   (torchvision's efficientnet_b0 with seeded weights outputs max |y| = 8e-13: FP16 underflows it to
@@ -76,8 +77,12 @@ MIN_FLOOR = {"fp16": 2.0 ** -12, "bf16": 2.0 ** -9, "int8": 1.0 / 254}
 exactly has a floor of 0, and any honest reordering would then be "infinitely" worse."""
 
 BROKEN_FACTOR = 100.0
-"""An error 100 times what the precision costs is beyond any rounding: the graph computes
-something else (a dropped op, a wrong weight tensor, a scale off by a power of two)."""
+BROKEN_REL_L2 = 0.25
+"""Broken: an error 100 times what the precision costs *and* a quarter of the signal or more. That
+is beyond any rounding: the graph computes something else (a dropped op, a wrong weight tensor, a
+scale off by a power of two). A subtle fault (one weight tensor 8% off: rel l2 8e-2, 118x an FP16
+floor) is "worse than the precision explains" instead: the graph is right but for one place,
+which ``--locate`` finds."""
 
 DEGENERATE_MAX_ABS = 2.0 ** -14
 """float16's smallest normal number: a reference output under it is below what FP16 represents
@@ -173,7 +178,7 @@ def judge(comparison, expected: np.ndarray, precision: str, floor: FloorPoint | 
     factor = _factor(c.rel_l2, floor)
     effective = c.rel_l2 / max(floor.rel_l2, MIN_FLOOR.get(precision, 0.0), 1e-30)
     gain_ok = not c.gain_judged or abs(c.gain) <= t.max_gain
-    if effective >= BROKEN_FACTOR:
+    if effective >= BROKEN_FACTOR and c.rel_l2 >= BROKEN_REL_L2:
         return Verdict(BROKEN, input_kind, floor, factor,
                        f"error {effective:.0f}x what the precision costs"), False
     within = effective <= FLOOR_FACTOR.get(precision, 1.0)

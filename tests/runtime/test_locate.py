@@ -16,7 +16,7 @@ from onnx import numpy_helper
 from attn_export.cli import main
 from attn_export.errors import ValidationError
 from attn_export.export.pipeline import ExportRequest, export_block
-from attn_export.export.precision import precision_onnx_from_export
+from attn_export.export.precision import precision_set_from_export
 from attn_export.runtime.golden import load_golden
 from attn_export.runtime.locate import block_of, locate_against_onnx, module_path
 
@@ -30,7 +30,7 @@ def exported(tmp_path_factory):
         res = export_block(ExportRequest(block="lka", input_shape=(1, 32, 16, 16),
                                          output_dir=out))
         for precision in ("fp16", "int8"):
-            precision_onnx_from_export(res.onnx_path, res.golden_path, precision)
+            precision_set_from_export(res.onnx_path, res.golden_path, precision)
     return out
 
 
@@ -62,6 +62,22 @@ def test_reduced_graph_vs_fp32_sibling_names_the_planted_node(exported, tmp_path
     at = steps.index("/conv1/Conv")
     assert at > 0 and growth[at] > 2 * growth[at - 1]  # the error jumps where the fault is
     assert located["local_rel_l2"] > located["local_bound"]
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_planted_fault_is_worse_than_the_precision_explains(exported, precision):
+    """Judged against the floor recorded in the golden file (torch-free): FP16 by PyTorch
+    float16, INT8 by the float simulation at the calibrated scales."""
+    bad = exported / f"fault.{precision}.onnx"
+    plant(exported / f"lka.{precision}.onnx", bad, "/conv1/Conv", 1.08)
+    healthy = CliRunner().invoke(main, ["validate", str(exported / f"lka.{precision}.onnx"),
+                                        "--golden", str(exported / "lka.golden.npz")])
+    assert f"verdict ({precision}): as good as the precision allows" in healthy.output
+    result = CliRunner().invoke(main, ["validate", str(bad), "--golden",
+                                       str(exported / "lka.golden.npz")])
+    assert result.exit_code == 1
+    assert f"verdict ({precision}): worse than the precision explains" in result.output, \
+        result.output
 
 
 @pytest.mark.parametrize("precision", ["fp16", "int8"])
