@@ -86,6 +86,9 @@ def markdown_table() -> str:
               "[exports/NETWORK].")
 @click.option("--inputs", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Extra validation input (.npy, NCHW), repeatable.")
+@click.option("--natural-inputs", is_flag=True,
+              help="Also validate on natural images (scikit-learn's sample photographs for 3 "
+              "channels, its digits shaped to the input otherwise).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32",
               show_default=True, help="Also write NETWORK.fp16.onnx / NETWORK.int8.onnx (host "
@@ -98,7 +101,8 @@ def markdown_table() -> str:
 @click.option("--markdown", is_flag=True, help="With `model list`: the README's table.")
 @handle_errors
 def model_command(network, checkpoint, source, attn, sets, input_shape, dynamic, num_classes,
-                  opset, exporter, simplifier, output_dir, inputs, seed, precision, calib_data,
+                  opset, exporter, simplifier, output_dir, inputs, natural_inputs, seed,
+                  precision, calib_data,
                   engine, target_trt, as_json, markdown):
     """Export NETWORK (a registered name, or FILE.py:FUNCTION) with its blocks swapped.
 
@@ -131,7 +135,8 @@ def model_command(network, checkpoint, source, attn, sets, input_shape, dynamic,
         model=network, checkpoint=checkpoint, source=source, attn=attn, sets=sets,
         input_shape=input_shape, dynamic=dynamic, num_classes=num_classes, opset=opset,
         exporter=exporter, simplifier=simplifier, output_dir=output_dir,
-        inputs=[Path(p) for p in inputs], seed=seed), progress=_progress())
+        inputs=[Path(p) for p in inputs], seed=seed, calib_data=calib_data,
+        natural=natural_inputs), progress=_progress())  # [verdicts hook] held-out, natural
     r = result.report
     loaded = r["network"]["checkpoint"]
     click.echo(f"{network}: {r['network']['parameters']:,} parameters, "

@@ -58,6 +58,8 @@ class ExportRequest:
     output_dir: Path | None = None
     inputs: list[Path] = field(default_factory=list)
     seed: int = 0
+    calib_data: Path | None = None  # [verdicts hook] held-out samples become validation cases
+    natural: bool = False  # [verdicts hook] also validate on natural images
 
 
 @dataclass
@@ -169,9 +171,11 @@ def golden_from_torch(module, req: ExportRequest) -> Golden:
     for i, shape in enumerate(extra_shapes(req.input_shape, req.dynamic)):
         cases += [(name, arr) for name, arr in standard_cases(shape, req.seed + 1 + i)
                   if name.startswith(("normal", "relu_large"))]
-    cases += load_user_inputs(req.inputs, req.channels)
     dims = dynamic_dims(req.dynamic)
     accepted = tuple(None if i in dims else d for i, d in enumerate(req.input_shape))
+    from attn_export.export.heldout import labelled_cases  # [verdicts hook]
+
+    cases, kinds = labelled_cases(cases, load_user_inputs(req.inputs, req.channels), req, accepted)
     input_names, output_names, extras = io_names(module)  # several for dia, sca
     runner = TorchRunner(module, input_names, output_names,
                          [accepted, *((accepted[0], *shape) for shape in extras.values())])
@@ -189,7 +193,8 @@ def golden_from_torch(module, req: ExportRequest) -> Golden:
         golden_cases.append(GoldenCase(name, feed, outputs))
     golden = Golden(golden_cases, {"block": req.block, "cases": [c.name for c in golden_cases],
                                    "input_shape": list(req.input_shape), "dynamic": req.dynamic,
-                                   "opset": req.opset, "precision": "fp32"})
+                                   "opset": req.opset, "precision": "fp32",
+                                   "input_kinds": kinds})
     from attn_export.export.floor_torch import record_float_floors  # [verdicts hook]
 
     record_float_floors(module, golden, input_names)

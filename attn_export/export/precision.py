@@ -108,7 +108,11 @@ def write_int8_onnx(
     inputs = onnx_input_specs(model)
     if calib_data is not None:
         feeds = finite_feeds(calibration_feeds_from_dir(calib_data, inputs), calib_data)
-        source = f"{len(feeds)} samples from {calib_data}"
+        from attn_export.export.heldout import split_calibration  # [verdicts hook]
+
+        feeds, held = split_calibration(feeds)  # held-out samples are validation cases
+        source = f"{len(feeds)} samples from {calib_data}" + (
+            f" ({len(held)} more held out for validation)" if held else "")
     else:
         shapes = dict(shapes or {})
         for spec in inputs:

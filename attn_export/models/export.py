@@ -38,6 +38,8 @@ class ModelRequest:
     output_dir: Path | None = None
     inputs: list[Path] = field(default_factory=list)
     seed: int = 0
+    calib_data: Path | None = None  # [verdicts hook] held-out samples become validation cases
+    natural: bool = False  # [verdicts hook] also validate on natural images
 
 
 @dataclass
@@ -179,7 +181,8 @@ def export_model(req: ModelRequest, progress: Progress = lambda _m: None) -> Mod
     ereq = ExportRequest(block=label, channels=req.input_shape[1], input_shape=req.input_shape,
                          opset=req.opset, exporter=req.exporter, dynamic=req.dynamic,
                          simplifier=req.simplifier, output_dir=out, inputs=req.inputs,
-                         seed=req.seed)
+                         seed=req.seed, calib_data=req.calib_data,
+                         natural=req.natural)  # [verdicts hook]
     # one artefact set, like a block export: NETWORK.onnx, its golden file and report.json land
     # together or not at all (attn_export.atomic), and stale precision graphs go with them
     with ArtefactSet(out, remove=derived_names(label)) as txn:
