@@ -40,10 +40,12 @@ def split_calibration(feeds: Sequence[Feed]) -> tuple[list[Feed], list[Feed]]:
 
 
 def heldout_cases(calib_data: str | Path | None, input_name: str,
-                  accepted: tuple[int | None, ...]) -> list[tuple[str, np.ndarray]]:
-    """The held-out samples of ``calib_data`` as golden cases ``heldout<i>@NxCxHxW``."""
+                  accepted: tuple[int | None, ...]) -> tuple[list[tuple[str, np.ndarray]],
+                                                             tuple[float, float] | None]:
+    """The held-out samples of ``calib_data`` as golden cases ``heldout<i>@NxCxHxW``, and the
+    range of all its samples (calibration ones too)."""
     if calib_data is None:
-        return []
+        return [], None
     from attn_export.export.int8_from_onnx import calibration_feeds_from_dir
     from attn_export.export.precision import finite_feeds
     from attn_export.runtime.base import TensorSpec
@@ -53,8 +55,10 @@ def heldout_cases(calib_data: str | Path | None, input_name: str,
     feeds = finite_feeds(calibration_feeds_from_dir(calib_data, [spec]), calib_data)
     _, held = split_calibration(feeds)
     index = heldout_indices(len(feeds))
-    return [(f"heldout{i}@{format_shape(f[input_name].shape)}", f[input_name].astype(np.float32))
-            for i, f in zip(index, held)]
+    cases = [(f"heldout{i}@{format_shape(f[input_name].shape)}",
+              f[input_name].astype(np.float32)) for i, f in zip(index, held)]
+    values = [f[input_name] for f in feeds]
+    return cases, (min(float(v.min()) for v in values), max(float(v.max()) for v in values))
 
 
 def out_of_range(array: np.ndarray, low: float, high: float) -> bool:
@@ -64,16 +68,19 @@ def out_of_range(array: np.ndarray, low: float, high: float) -> bool:
 
 
 def input_kinds(cases: Sequence[tuple[str, np.ndarray]], seeded: Sequence[str],
-                natural: Sequence[str], user: Sequence[str]) -> dict[str, str]:
+                natural: Sequence[str], user: Sequence[str],
+                data_range: tuple[float, float] | None = None) -> dict[str, str]:
     """``golden.meta["input_kinds"]``: each case's kind; seeded maps far outside the user's data
-    (when there is any) are ``user-out-of-range``."""
+    (its ``user`` cases and ``data_range``, the calibration samples' range) are
+    ``user-out-of-range``."""
     arrays = dict(cases)
     kinds = {name: "seeded" for name in seeded}
     kinds |= {name: "natural" for name in natural}
     kinds |= {name: "user-heldout" for name in user}
-    if user:
-        low = min(float(arrays[n].min()) for n in user)
-        high = max(float(arrays[n].max()) for n in user)
+    ranges = [(float(arrays[n].min()), float(arrays[n].max())) for n in user]
+    ranges += [data_range] if data_range is not None else []
+    if ranges:
+        low, high = min(r[0] for r in ranges), max(r[1] for r in ranges)
         for name in seeded:
             if out_of_range(arrays[name], low, high):
                 kinds[name] = "user-out-of-range"
@@ -90,8 +97,8 @@ def labelled_cases(seeded: list, user: list, req, accepted: tuple[int | None, ..
         from attn_export.runtime.natural_inputs import natural_cases
 
         natural = natural_cases(tuple(req.input_shape))
-    held = heldout_cases(getattr(req, "calib_data", None), INPUT_NAME, accepted)
+    held, data_range = heldout_cases(getattr(req, "calib_data", None), INPUT_NAME, accepted)
     user = [*user, *held]
     cases = [*seeded, *natural, *user]
     return cases, input_kinds(cases, [n for n, _ in seeded], [n for n, _ in natural],
-                              [n for n, _ in user])
+                              [n for n, _ in user], data_range)
