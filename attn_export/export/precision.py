@@ -83,6 +83,7 @@ def write_int8_onnx(
     quantize_gates: bool = False,
     calib_samples: int = DEFAULT_CALIB_SAMPLES,
     seed: int = 0,
+    holdout: bool = False,
     **options,
 ) -> Int8Quantization:
     """Quantize the float32 ONNX file to a Q/DQ graph (default BLOCK.int8.onnx beside it).
@@ -96,6 +97,8 @@ def write_int8_onnx(
         quantize_gates: F2 override.
         calib_samples: how many seeded samples.
         seed: seed of the synthetic samples.
+        holdout: leave out of calibration the samples the golden file validates on
+            (``export/heldout.py``).
         **options: passed to :func:`int8_from_onnx`.
     """
     from attn_export.export.check import load_onnx
@@ -108,9 +111,11 @@ def write_int8_onnx(
     inputs = onnx_input_specs(model)
     if calib_data is not None:
         feeds = finite_feeds(calibration_feeds_from_dir(calib_data, inputs), calib_data)
-        from attn_export.export.heldout import split_calibration  # [verdicts hook]
+        held = []
+        if holdout:  # [verdicts hook] the golden file holds these samples as validation cases
+            from attn_export.export.heldout import split_calibration
 
-        feeds, held = split_calibration(feeds)  # held-out samples are validation cases
+            feeds, held = split_calibration(feeds)
         source = f"{len(feeds)} samples from {calib_data}" + (
             f" ({len(held)} more held out for validation)" if held else "")
     else:
@@ -203,9 +208,11 @@ def precision_onnx_from_export(
         runner = Fp16RoundingRunner(conv.path)
     else:
         shapes = {name: array.shape for name, array in golden.cases[0].inputs.items()}
+        holdout = any(n.startswith("heldout") for n in golden.meta.get("input_kinds", {}))
         quant = write_int8_onnx(onnx_path, output_path, calib_data, shapes, quantize_gates,
-                                seed=seed)
-        _record_int8_floor(golden, onnx_path, quant.path, calib_data, shapes, seed)  # [verdicts]
+                                seed=seed, holdout=holdout)  # [verdicts hook] holdout
+        _record_int8_floor(golden, onnx_path, quant.path, calib_data, shapes, seed,
+                           holdout)  # [verdicts hook]
         result = PrecisionExport(quant.path, precision, plan, calibration=quant.calibration,
                                  kept_float={n: "kept float (gate, GEMV or attention BMM)"
                                              for n in quant.excluded}, quantization=quant)
@@ -218,7 +225,8 @@ def precision_onnx_from_export(
     return result
 
 
-def _record_int8_floor(golden, onnx_path, qdq_path, calib_data, shapes, seed) -> None:
+def _record_int8_floor(golden, onnx_path, qdq_path, calib_data, shapes, seed,
+                       holdout: bool) -> None:
     """The INT8 floor (float simulation at the calibrated scales) and its contrast with the gates
     quantized, in ``golden.meta["floor"]["int8"]`` (see ``export/floor_int8.py``)."""
     import warnings
@@ -229,7 +237,7 @@ def _record_int8_floor(golden, onnx_path, qdq_path, calib_data, shapes, seed) ->
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the seeded-calibration warning was given once
             return write_int8_onnx(onnx_path, folder / "gates.int8.onnx", calib_data, shapes,
-                                   True, seed=seed).path
+                                   True, seed=seed, holdout=holdout).path
 
     record_int8_floor(golden, onnx_path, qdq_path, gates_quantized)
 
