@@ -161,3 +161,22 @@ def test_block_is_the_deepest_swapped_block_else_the_host_layer():
     blocks = ["layer1.0.se", "layer1.0"]
     assert block_of("layer1.0.se.fc1", blocks) == "layer1.0.se"
     assert block_of("layer2.1.conv1", blocks) == "layer2.1"
+
+
+def test_verdict_and_sibling_locate_need_no_torch(exported, tmp_path):
+    """validate (and serve, through validate_runner) judge by the recorded floor without torch;
+    locating a reduced graph against its FP32 sibling is torch-free too."""
+    import subprocess
+    import sys
+
+    no_torch = ("import sys; sys.modules['torch'] = None; from attn_export.cli import main; "
+                "main()")
+    bad = tmp_path / "bad.fp16.onnx"
+    plant(exported / "lka.fp16.onnx", bad, "/conv1/Conv", 1.08)
+    proc = subprocess.run([sys.executable, "-c", no_torch, "validate", str(bad), "--golden",
+                           str(exported / "lka.golden.npz"), "--locate", "--reference",
+                           str(exported / "lka.onnx")], capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr
+    assert "verdict (fp16): worse than the precision explains" in proc.stdout
+    assert "the torch-fp16 floor" in proc.stdout
+    assert "first node out of bound: /conv1/Conv (Conv)" in proc.stdout
