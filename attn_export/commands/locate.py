@@ -55,6 +55,7 @@ def locate_for_cli(model: Path, golden_path: Path, gold, rows, precision: str,
         sibling = model.with_name(model.name.split(".")[0] + ".onnx")
         reference = str(sibling) if precision != "fp32" and sibling != model else "pytorch"
     if reference == "pytorch":
+        _require_torch()
         from attn_export.runtime.locate_torch import locate_against_torch
 
         module, input_names = module_from_report(report, golden_path)
@@ -67,6 +68,17 @@ def locate_for_cli(model: Path, golden_path: Path, gold, rows, precision: str,
         raise ValidationError(f"--reference {reference} is not a file; expected the FP32 ONNX "
                               "this graph was converted from, or `pytorch`")
     return locate_against_onnx(model, ref, feed, precision, case, prepare, blocks)
+
+
+def _require_torch() -> None:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        from attn_export.errors import MissingDependencyError
+
+        raise MissingDependencyError(
+            "--locate against PyTorch needs torch: pip install 'attn-export[torch]', or give "
+            "--reference the FP32 ONNX to locate node by node") from None
 
 
 def _fp16_prepare(model: Path):

@@ -180,3 +180,17 @@ def test_verdict_and_sibling_locate_need_no_torch(exported, tmp_path):
     assert "verdict (fp16): worse than the precision explains" in proc.stdout
     assert "the torch-fp16 floor" in proc.stdout
     assert "first node out of bound: /conv1/Conv (Conv)" in proc.stdout
+
+
+def test_pytorch_pairing_without_torch_names_the_extra(exported):
+    import subprocess
+    import sys
+
+    no_torch = ("import sys; sys.modules['torch'] = None; from attn_export.cli import main; "
+                "main()")
+    proc = subprocess.run([sys.executable, "-c", no_torch, "validate",
+                           str(exported / "lka.onnx"), "--golden",
+                           str(exported / "lka.golden.npz"), "--locate"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "needs torch: pip install 'attn-export[torch]'" in proc.stderr + proc.stdout
