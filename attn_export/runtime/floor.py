@@ -269,7 +269,9 @@ def verdict_lines(rows: list) -> list[str]:
                      f"{FLOOR_FACTOR.get(precision, 1.0):g}x")
     else:
         evidence += ", no floor recorded: judged by the fixed tolerance table"
-    lines = [f"verdict ({precision}): {word} - {evidence}"]
+    lines = [f"verdict ({precision}): {word} - {evidence}",
+             "  inputs: " + "; ".join(f"{u['description']} x{len(u['cases'])}"
+                                      for u in inputs_used(judged))]
     if v.note:
         lines.append(f"  {'note' if word == AS_GOOD else 'why'}: {v.note}")
     if v.contrast is not None and np.isfinite(v.contrast.rel_l2):
