@@ -13,6 +13,7 @@ and shown, never allowed to fail the graph (:mod:`attn_export.runtime.floor`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -102,3 +103,27 @@ def labelled_cases(seeded: list, user: list, req, accepted: tuple[int | None, ..
     cases = [*seeded, *natural, *user]
     return cases, input_kinds(cases, [n for n, _ in seeded], [n for n, _ in natural],
                               [n for n, _ in user], data_range)
+
+
+@contextmanager
+def natural_calibration_dir(golden, calib_data, seed: int = 0):
+    """Yield ``(calib_data, description)``: the user's folder as given, or, when there is none
+    and the golden file validates on natural images (``--natural-inputs``), a temporary folder
+    of natural calibration samples (never the validation one) and what they are."""
+    kinds = golden.meta.get("input_kinds", {})
+    natural = [c for c in golden.cases if kinds.get(c.name) == "natural"]
+    if calib_data is not None or not natural or len(natural[0].inputs) != 1:
+        yield calib_data, ""
+        return
+    import tempfile
+
+    from attn_export.runtime.natural_inputs import natural_calibration
+
+    (name, array), = natural[0].inputs.items()
+    samples = natural_calibration(tuple(array.shape), seed=seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, sample in enumerate(samples):
+            np.save(Path(tmp) / f"natural{i:02d}.npy", sample)
+        what = "photographs" if array.shape[1] == 3 else "digits"
+        yield Path(tmp), (f"{len(samples)} natural images (scikit-learn's {what}, not the "
+                          "one validated on)")

@@ -208,11 +208,14 @@ def precision_onnx_from_export(
         runner = Fp16RoundingRunner(conv.path)
     else:
         shapes = {name: array.shape for name, array in golden.cases[0].inputs.items()}
+        from attn_export.export.heldout import natural_calibration_dir  # [verdicts hook]
+
         holdout = any(n.startswith("heldout") for n in golden.meta.get("input_kinds", {}))
-        quant = write_int8_onnx(onnx_path, output_path, calib_data, shapes, quantize_gates,
-                                seed=seed, holdout=holdout)  # [verdicts hook] holdout
-        _record_int8_floor(golden, onnx_path, quant.path, calib_data, shapes, seed,
-                           holdout)  # [verdicts hook]
+        with natural_calibration_dir(golden, calib_data, seed) as (calib_data, natural):
+            quant = write_int8_onnx(onnx_path, output_path, calib_data, shapes, quantize_gates,
+                                    seed=seed, holdout=holdout)
+            quant.calibration = natural or quant.calibration
+            _record_int8_floor(golden, onnx_path, quant.path, calib_data, shapes, seed, holdout)
         result = PrecisionExport(quant.path, precision, plan, calibration=quant.calibration,
                                  kept_float={n: "kept float (gate, GEMV or attention BMM)"
                                              for n in quant.excluded}, quantization=quant)

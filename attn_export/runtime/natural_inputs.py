@@ -79,3 +79,27 @@ def natural_cases(shape: tuple[int, int, int, int]) -> list[tuple[str, np.ndarra
     if shape[1] == 3:
         return [(f"photo@{format_shape(shape)}", photographs(shape))]
     return [(f"digits@{format_shape(shape)}", digits(shape))]
+
+
+def natural_calibration(shape: tuple[int, int, int, int], count: int = 16,
+                        seed: int = 0) -> list[np.ndarray]:
+    """``count`` natural calibration samples of ``shape``, none equal to the validation case:
+    seeded random crops (half of each side or more) and flips of the photographs for 3 channels,
+    later digits (offset past the validation ones) otherwise."""
+    n, c, h, w = shape
+    if c != 3:
+        return [digits(shape, offset=(i + 1) * n * c) for i in range(count)]
+    images = _sklearn_datasets().load_sample_images().images
+    rng = np.random.default_rng(seed)
+    samples = []
+    for i in range(count):
+        batch = []
+        for j in range(n):
+            img = images[(i * n + j) % len(images)]
+            ch, cw = (int(rng.integers(s // 2, s + 1)) for s in img.shape[:2])
+            y, x = int(rng.integers(0, img.shape[0] - ch + 1)), int(rng.integers(0, img.shape[1] - cw + 1))
+            crop = img[y:y + ch, x:x + cw][:, ::-1] if rng.random() < 0.5 else img[y:y + ch, x:x + cw]
+            rgb = resize_bilinear(np.ascontiguousarray(crop), h, w) / 255.0
+            batch.append(((rgb - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1))
+        samples.append(np.ascontiguousarray(np.stack(batch), dtype=np.float32))
+    return samples

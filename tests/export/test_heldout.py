@@ -95,3 +95,18 @@ def test_user_data_judges_on_heldout_samples_and_keeps_seeded_maps_apart(tmp_pat
     assert "reported apart" in result.output
     used = {u["kind"] for u in report["inputs_used"]}
     assert {"seeded", "natural", "user-heldout", "user-out-of-range"} <= used
+
+
+def test_natural_inputs_validate_and_calibrate_a_block(tmp_path):
+    """--natural-inputs: a digits case judged beside the seeded maps, and INT8 calibrated on
+    other natural samples (never the validated one) instead of seeded maps."""
+    out = tmp_path / "cbam"
+    result = CliRunner().invoke(main, ["cbam", "--input-shape", "1x16x16x16", "--natural-inputs",
+                                       "--precision", "int8", "--output-dir", str(out)])
+    assert "Traceback" not in result.output, result.output
+    assert "calibration: 16 natural images (scikit-learn's digits" in result.output
+    gold = load_golden(out / "cbam.golden.npz")
+    assert gold.meta["input_kinds"]["digits@1x16x16x16"] == "natural"
+    report = json.loads((out / "report.json").read_text())
+    row = next(r for r in report["int8"]["metrics"] if r["case"] == "digits@1x16x16x16")
+    assert row["input_kind"] == "natural" and row["floor"]["kind"] == "fake-quant-int8"
