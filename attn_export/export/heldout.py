@@ -71,14 +71,15 @@ def out_of_range(array: np.ndarray, low: float, high: float) -> bool:
 def input_kinds(cases: Sequence[tuple[str, np.ndarray]], seeded: Sequence[str],
                 natural: Sequence[str], user: Sequence[str],
                 data_range: tuple[float, float] | None = None) -> dict[str, str]:
-    """``golden.meta["input_kinds"]``: each case's kind; seeded maps far outside the user's data
-    (its ``user`` cases and ``data_range``, the calibration samples' range) are
-    ``user-out-of-range``."""
+    """``golden.meta["input_kinds"]``: each case's kind; seeded maps far outside the data (the
+    ``user`` cases, ``data_range`` (every calibration sample) and the natural images, which
+    ``--natural-inputs`` also calibrates on) are ``user-out-of-range``."""
     arrays = dict(cases)
     kinds = {name: "seeded" for name in seeded}
     kinds |= {name: "natural" for name in natural}
     kinds |= {name: "user-heldout" for name in user}
-    ranges = [(float(arrays[n].min()), float(arrays[n].max())) for n in user]
+    # natural images stand for the data too: with --natural-inputs INT8 is calibrated on them
+    ranges = [(float(arrays[n].min()), float(arrays[n].max())) for n in [*user, *natural]]
     ranges += [data_range] if data_range is not None else []
     if ranges:
         low, high = min(r[0] for r in ranges), max(r[1] for r in ranges)

@@ -52,6 +52,8 @@ def test_seeded_maps_far_outside_the_data_are_out_of_range():
     assert kinds == {"normal": "seeded", "relu_large": "user-out-of-range",
                      "mine": "user-heldout"}
     assert input_kinds(cases, ["normal", "relu_large"], [], [])["relu_large"] == "seeded"
+    natural = input_kinds(cases, ["normal", "relu_large"], ["mine"], [])
+    assert natural["relu_large"] == "user-out-of-range" and natural["mine"] == "natural"
 
 
 def test_natural_images_are_shaped_to_the_input():
@@ -107,6 +109,9 @@ def test_natural_inputs_validate_and_calibrate_a_block(tmp_path):
     assert "calibration: 16 natural images (scikit-learn's digits" in result.output
     gold = load_golden(out / "cbam.golden.npz")
     assert gold.meta["input_kinds"]["digits@1x16x16x16"] == "natural"
+    # calibrated on digits in [0, 1]: the post-ReLU map of magnitude 30 is reported apart
+    assert gold.meta["input_kinds"]["relu_large@1x16x16x16"] == "user-out-of-range"
+    assert result.exit_code == 0 and "reported apart" in result.output
     report = json.loads((out / "report.json").read_text())
     row = next(r for r in report["int8"]["metrics"] if r["case"] == "digits@1x16x16x16")
     assert row["input_kind"] == "natural" and row["floor"]["kind"] == "fake-quant-int8"
