@@ -42,6 +42,9 @@ from attn_export.modules.registry import SHAPE_MODES, block_info
               help="Block keyword argument, repeatable (e.g. --set reduction=8).")
 @click.option("--inputs", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Extra validation input (.npy, NCHW), repeatable.")
+@click.option("--natural-inputs", is_flag=True,
+              help="Also validate on natural images (scikit-learn's sample photographs for 3 "
+              "channels, its digits shaped to the input otherwise).")
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where to write BLOCK.onnx, BLOCK.golden.npz, report.json [exports/BLOCK].")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
@@ -61,8 +64,8 @@ from attn_export.modules.registry import SHAPE_MODES, block_info
 @click.option("--report", "html_report", is_flag=True, help=REPORT_HELP)
 @handle_errors
 def export_command(block, opset, exporter, dynamic, simplifier, channels, input_shape, variant,
-                   kwargs, inputs, output_dir, seed, precision, engine, calib_data,
-                   quantize_gates, target_trt, html_report):
+                   kwargs, inputs, natural_inputs, output_dir, seed, precision, engine,
+                   calib_data, quantize_gates, target_trt, html_report):
     """Export BLOCK to ONNX, simplify, check, and validate it against PyTorch."""
     block_info(block)  # unknown names fail here, before torch is imported
     from attn_export.atomic import folder_lock
@@ -76,7 +79,8 @@ def export_command(block, opset, exporter, dynamic, simplifier, channels, input_
     req = resolve(ExportRequest(
         block=block, channels=channels, input_shape=input_shape, opset=opset, exporter=exporter,
         dynamic=dynamic, simplifier=simplifier, variant=variant, kwargs=kwargs,
-        output_dir=output_dir, inputs=[Path(p) for p in inputs], seed=seed))
+        output_dir=output_dir, inputs=[Path(p) for p in inputs], seed=seed,
+        calib_data=calib_data, natural=natural_inputs))  # held-out calibration samples validate
     check_request(req)  # every refusal before the folder is even created
     if calib_data is not None:
         from attn_export.export.preflight import check_calibration_dir

@@ -111,6 +111,9 @@ def markdown_table() -> str:
               "[exports/NETWORK].")
 @click.option("--inputs", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Extra validation input (.npy, NCHW), repeatable.")
+@click.option("--natural-inputs", is_flag=True,
+              help="Also validate on natural images (scikit-learn's sample photographs for 3 "
+              "channels, its digits shaped to the input otherwise).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32",
               show_default=True, help="Also write NETWORK.fp16.onnx / NETWORK.int8.onnx (host "
@@ -126,7 +129,8 @@ def markdown_table() -> str:
 @click.option("--markdown", is_flag=True, help="With `model list`: the README's table.")
 @handle_errors
 def model_command(network, checkpoint, source, attn, sets, input_shape, dynamic, num_classes,
-                  opset, exporter, simplifier, output_dir, inputs, seed, precision, calib_data,
+                  opset, exporter, simplifier, output_dir, inputs, natural_inputs, seed,
+                  precision, calib_data,
                   engine, target_trt, html_report, as_json, markdown):
     """Export NETWORK (a registered name, or FILE.py:FUNCTION) with its blocks swapped.
 
@@ -159,7 +163,7 @@ def model_command(network, checkpoint, source, attn, sets, input_shape, dynamic,
         network, sets, checkpoint=checkpoint, layout=source, attn=attn, input_shape=input_shape,
         dynamic=dynamic, num_classes=num_classes, opset=opset, exporter=exporter,
         simplifier=simplifier, output_dir=output_dir, inputs=[Path(p) for p in inputs],
-        seed=seed))
+        seed=seed, calib_data=calib_data, natural=natural_inputs))
     if precision == "int8":
         from attn_export.export.precision import check_int8_opset
 

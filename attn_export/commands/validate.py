@@ -19,8 +19,14 @@ from attn_export.commands.common import fail, handle_errors
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]),
               help="Tolerance row to judge by [an engine's sidecar precision; fp16 for a float16 "
               "ONNX, int8 for a Q/DQ ONNX, else fp32].")
+@click.option("--locate", is_flag=True,
+              help="Find the first node whose own error leaves its bound (FP16/INT8 graph vs its "
+              "FP32 sibling; an FP32 graph vs PyTorch) and print the error along the path.")
+@click.option("--reference", help="With --locate: the FP32 ONNX to compare node by node, or "
+              "`pytorch` (the module rebuilt from the export's report.json).")
 @handle_errors
-def validate_command(model: Path, golden: Path, precision: str | None) -> None:
+def validate_command(model: Path, golden: Path, precision: str | None, locate: bool,
+                     reference: str | None) -> None:
     """Check MODEL (.onnx or TensorRT .engine) against the golden outputs (needs no torch)."""
     from attn_export.runtime.golden import load_golden
     from attn_export.runtime.provenance import provenance_note
@@ -36,6 +42,12 @@ def validate_command(model: Path, golden: Path, precision: str | None) -> None:
     with runner:
         rows = validate_runner(runner, gold, precision)
     click.echo(format_table(rows))
+    if locate:
+        from attn_export.commands.locate import locate_for_cli, record_location
+
+        location = locate_for_cli(model, golden, gold, rows, precision, reference)
+        click.echo("\n".join(location.lines()))
+        record_location(golden, location)
     if not all(r.comparison.passed for r in rows):
         made_for = f" (the golden file was written for {gold.meta['block']!r})" \
             if gold.meta.get("block") else ""

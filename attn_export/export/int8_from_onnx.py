@@ -181,6 +181,17 @@ def calibration_feeds_from_dir(
     return feeds[:limit]
 
 
+def finite_feeds(feeds: Sequence[Feed], source: str | Path) -> list[Feed]:
+    """Refuse calibration (or range-check) data holding NaN/inf: one such value makes every
+    calibrated scale NaN, and the graph then fails validation for a reason that is not its own."""
+    from attn_export.runtime.inputs import check_real_finite
+
+    for i, feed in enumerate(feeds):
+        for name, array in feed.items():
+            check_real_finite(array, f"calibration data {source} (sample {i}, input {name!r})")
+    return list(feeds)
+
+
 def _read_calib_file(path: Path, inputs: Sequence[TensorSpec]) -> dict[str, np.ndarray]:
     try:
         if path.suffix == ".npz":

@@ -44,6 +44,7 @@ def build_report(req, label: str, rows: list, timings: dict[str, float], raw_ops
     """The report of a fresh export set: the request, the graph before and after simplification,
     every validation row and the stage timings (the source adds its own sections)."""
     from attn_export.export.onnx_from_torch import exporter_versions
+    from attn_export.runtime.floor import inputs_used
 
     return {
         "block": label,
@@ -64,6 +65,7 @@ def build_report(req, label: str, rows: list, timings: dict[str, float], raw_ops
                   "nodes_simplified": sum(final_ops.values())},
         "tolerance": rows[0].comparison.tolerance.__dict__ if rows else {},
         "metrics": [r.to_dict() for r in rows],
+        "inputs_used": inputs_used(rows),
         "timings_s": timings,
         "passed": all(r.comparison.passed for r in rows),
     }

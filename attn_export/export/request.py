@@ -52,6 +52,8 @@ class ExportRequest:
     layout: str = "auto"
     attn: str | None = None
     num_classes: int | None = None
+    calib_data: Path | None = None  # its held-out samples become validation cases
+    natural: bool = False  # also validate on natural images (scikit-learn's photographs)
 
 
 def network_request(model: str, sets: dict[str, Any] | None = None, **options: Any

@@ -46,6 +46,8 @@ def golden_from_torch(module, req, label: str | None = None, judged_as: str | No
         label: the name the golden file records [``req.block``].
         judged_as: ``"network"`` to have every later validation judge by the network rule.
     """
+    from attn_export.export.floor_torch import record_float_floors
+    from attn_export.export.heldout import labelled_cases
     from attn_export.runtime.torch_runner import TorchRunner
 
     label = label or req.block
@@ -53,9 +55,9 @@ def golden_from_torch(module, req, label: str | None = None, judged_as: str | No
     for i, shape in enumerate(extra_shapes(req.input_shape, req.dynamic)):
         cases += [(name, arr) for name, arr in standard_cases(shape, req.seed + 1 + i)
                   if name.startswith(("normal", "relu_large"))]
-    cases += load_user_inputs(req.inputs, req.channels)
     dims = dynamic_dims(req.dynamic)
     accepted = tuple(None if i in dims else d for i, d in enumerate(req.input_shape))
+    cases, kinds = labelled_cases(cases, load_user_inputs(req.inputs, req.channels), req, accepted)
     input_names, output_names, extras = io_names(module)  # several for dia, sca
     runner = TorchRunner(module, input_names, output_names,
                          [accepted, *((accepted[0], *shape) for shape in extras.values())])
@@ -73,10 +75,12 @@ def golden_from_torch(module, req, label: str | None = None, judged_as: str | No
         golden_cases.append(GoldenCase(name, feed, outputs))
     meta = {"block": label, "cases": [c.name for c in golden_cases],
             "input_shape": list(req.input_shape), "dynamic": req.dynamic, "opset": req.opset,
-            "precision": "fp32"}
+            "precision": "fp32", "input_kinds": kinds}
     if judged_as:
         meta["judged_as"] = judged_as  # `attn-export validate` applies the same rule
-    return Golden(golden_cases, meta)
+    golden = Golden(golden_cases, meta)
+    record_float_floors(module, golden, input_names)  # what FP16 costs here, judged torch-free
+    return golden
 
 
 def check_simplification(raw: Path, simplified: Path, golden: Golden) -> None:
