@@ -13,7 +13,7 @@ from attn_export.report import plots
 from attn_export.report.collect import PRECISIONS, ExportView
 from attn_export.report.elementwise import Measured, measure
 
-VERDICT_CLASS = {"as good as the precision allows": "good", "pass": "good",
+VERDICT_CLASS = {"FAIL: the precision itself costs too much here": "bad", "as good as the precision allows": "good", "pass": "good",
                  "worse than the precision explains": "bad", "FAIL": "bad", "broken": "broken",
                  "degenerate output": "warn"}
 
@@ -46,6 +46,9 @@ def verdict_rows(view: ExportView) -> list[dict]:
             verdict = m.get("verdict") or ("pass" if m.get("passed") else "FAIL")
             if m.get("nonfinite"):
                 verdict = "broken"
+            elif not m.get("passed", True) and verdict == "as good as the precision allows":
+                # within the floor, yet past the sanity bound: the precision itself is too lossy
+                verdict = "FAIL: the precision itself costs too much here"
             rows.append({
                 "precision": precision, "backend": m.get("backend", ""),
                 "case": m.get("case", ""), "output": m.get("output", ""),
@@ -137,6 +140,14 @@ def _pictures(view: ExportView, measured: Measured) -> dict[str, str]:
     return pictures
 
 
+def _input_text(item) -> str:
+    """``seeded: seeded maps (normal, ...) x4``: one entry of report.json's ``inputs_used``."""
+    if not isinstance(item, dict):
+        return str(item)
+    count = len(item.get("cases", []))
+    return f"{item.get('kind', '?')}: {item.get('description', '')} ({count} case(s))"
+
+
 def export_section(view: ExportView) -> dict:
     """Everything one export contributes to the page."""
     measured = measure(view.graphs, view.golden) if view.golden else Measured()
@@ -151,7 +162,8 @@ def export_section(view: ExportView) -> dict:
         "passed": all(s.get("passed", True) for s in view.sections().values()),
         "rows": rows, "failing": len(failing), "graphs": {p: str(path.name)
                                                          for p, path in view.graphs.items()},
-        "inputs_used": report.get("inputs_used", []), "locate": report.get("locate"),
+        "inputs_used": [_input_text(i) for i in report.get("inputs_used", [])],
+        "locate": report.get("locate"),
         "pictures": _pictures(view, measured), "run_errors": measured.errors,
         "summary": graph_summary(view), "lint": lint_rows(view),
         "versions": report.get("versions", {}), "swaps": report.get("swaps", [])}
