@@ -25,6 +25,7 @@ from attn_export.commands.common import (
 from attn_export.commands.doctor import doctor_command
 from attn_export.commands.model import model_command
 from attn_export.commands.repo import repo_command
+from attn_export.commands.scan import scan_command
 from attn_export.commands.serve import serve_command
 from attn_export.modules.registry import BLOCKS, SHAPE_MODES, block_info, list_blocks
 
@@ -398,3 +399,4 @@ main.add_command(bench_serve_command)
 main.add_command(bench_command)
 main.add_command(model_command)
 main.add_command(doctor_command)
+main.add_command(scan_command)

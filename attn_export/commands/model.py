@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from attn_export.commands.common import fail, handle_errors, parse_sets, parse_shape
+from attn_export.commands.scan import MAP_HELP, parse_maps
 
 OPSET_HELP = "ONNX opset, 11..21 (TensorRT 8.5 parses up to 17, 10.x up to 20)."
 
@@ -94,12 +95,14 @@ def markdown_table() -> str:
               help="INT8 calibration inputs: a folder of .npy images (default: seeded samples).")
 @click.option("--engine", is_flag=True, help="Also build a TensorRT engine and validate it.")
 @click.option("--trt-version", "target_trt", help="TensorRT the precision plan targets [10.3].")
+@click.option("--map", "maps", multiple=True, callback=parse_maps, metavar="CLASS=BLOCK[:SOURCE]",
+              help=MAP_HELP)
 @click.option("--json", "as_json", is_flag=True, help="With `model list`: machine-readable.")
 @click.option("--markdown", is_flag=True, help="With `model list`: the README's table.")
 @handle_errors
 def model_command(network, checkpoint, source, attn, sets, input_shape, dynamic, num_classes,
                   opset, exporter, simplifier, output_dir, inputs, seed, precision, calib_data,
-                  engine, target_trt, as_json, markdown):
+                  engine, target_trt, maps, as_json, markdown):
     """Export NETWORK (a registered name, or FILE.py:FUNCTION) with its blocks swapped.
 
     Builds (or loads with --checkpoint), swaps every attention block for its deploy twin (proven
@@ -131,7 +134,7 @@ def model_command(network, checkpoint, source, attn, sets, input_shape, dynamic,
         model=network, checkpoint=checkpoint, source=source, attn=attn, sets=sets,
         input_shape=input_shape, dynamic=dynamic, num_classes=num_classes, opset=opset,
         exporter=exporter, simplifier=simplifier, output_dir=output_dir,
-        inputs=[Path(p) for p in inputs], seed=seed), progress=_progress())
+        inputs=[Path(p) for p in inputs], seed=seed, maps=maps), progress=_progress())
     r = result.report
     loaded = r["network"]["checkpoint"]
     click.echo(f"{network}: {r['network']['parameters']:,} parameters, "

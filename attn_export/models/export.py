@@ -38,6 +38,7 @@ class ModelRequest:
     output_dir: Path | None = None
     inputs: list[Path] = field(default_factory=list)
     seed: int = 0
+    maps: tuple[str, ...] = ()  # --map CLASS=BLOCK[:SOURCE]
 
 
 @dataclass
@@ -159,6 +160,7 @@ def export_model(req: ModelRequest, progress: Progress = lambda _m: None) -> Mod
     from attn_export.atomic import ArtefactSet
     from attn_export.export.pipeline import ExportRequest, derived_names, prepare_output_dir
     from attn_export.models.swap_report import deploy_with_report
+    from attn_export.modules.recognise.mapping import resolve_map
 
     card = resolve_model_request(req)
     clock = {"t": time.perf_counter(), "laps": {}}
@@ -172,7 +174,8 @@ def export_model(req: ModelRequest, progress: Progress = lambda _m: None) -> Mod
     example = torch.from_numpy(np.random.default_rng(req.seed).standard_normal(
         req.input_shape, dtype=np.float32))
     progress("swapping blocks for their deploy twins (to_deploy, checked on a real input)")
-    deployed, swaps, network_diff = deploy_with_report(model, example)
+    deployed, swaps, network_diff = deploy_with_report(model, example,
+                                                       mapping=resolve_map(req.maps, model))
     lap("build_swap")
     out = prepare_output_dir(req.output_dir)  # only once the network built: no empty folder
     label = label_of(req.model)
@@ -256,16 +259,9 @@ def _report(req, card, ereq, rows, timings, ops, onnx_path, golden_path, swaps, 
 
 def format_swaps(swaps, network_diff: float) -> str:
     """The swap table the command prints: every block, what replaced it, the difference."""
-    if not swaps:
-        return "no catalog block found in the network: nothing swapped"
-    width = max(len(s.path) for s in swaps)
-    lines = [f"{'block at':<{width}}  {'reference -> deploy':<36}  max |diff|"]
-    for s in swaps:
-        diff = "not reached (unused on this input)" if s.max_abs_diff is None else \
-            f"{s.max_abs_diff:.3g}"
-        lines.append(f"{s.path:<{width}}  {s.reference + ' -> ' + s.deploy:<36}  {diff}")
-    lines.append(f"{len(swaps)} blocks swapped; network output max |diff| {network_diff:.3g}")
-    return "\n".join(lines)
+    from attn_export.models.swap_report import format_swap_records
+
+    return format_swap_records(swaps, network_diff)
 
 
 def check_passed(result: ModelExport) -> None:

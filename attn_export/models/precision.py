@@ -46,8 +46,11 @@ def block_path_of(node_name: str) -> str:
 
 
 def _gate_outputs(model) -> dict[str, str]:
-    """Sigmoid output tensor -> node name, for every gate in the graph."""
-    return {n.output[0]: n.name for n in model.graph.node if n.op_type in ("Sigmoid",)}
+    """Sigmoid output tensor -> node name, for every attention gate in the graph (activations
+    such as SiLU's ``x * sigmoid(x)`` are not gates: ``export.onnx_gates``)."""
+    from attn_export.export.onnx_gates import attention_gates
+
+    return {n.output[0]: n.name for n in attention_gates(model) if n.op_type == "Sigmoid"}
 
 
 def _with_outputs(model, names: Sequence[str]):

@@ -65,8 +65,9 @@ class _Swap:
     old: nn.Module
     new: nn.Module
     name: str
-    foreign: bool  # built from a user class through ``mapping``
+    foreign: bool  # built from a user class through ``mapping`` or a recogniser
     inputs: tuple | None = None
+    row: Any = None  # the recogniser's ScanRow (recognised without a mapping), else None
     output: Any = None
     parents: list[tuple[nn.Module, str]] = field(default_factory=list)
 
@@ -109,8 +110,13 @@ def _convert_foreign(
     return _placed_like(block, module)
 
 
-def _plan(model: nn.Module, mapping: Mapping, source: Source, geometry: dict) -> list[_Swap]:
-    """Every swap to make, found top-down (the inside of a swapped module is not visited)."""
+def _plan(model: nn.Module, mapping: Mapping, source: Source, geometry: dict,
+          recognised: list | None = None, widths: dict | None = None) -> list[_Swap]:
+    """Every swap to make, found top-down (the inside of a swapped module is not visited).
+
+    With ``recognised`` (a list), modules of known third-party classes and pasted blocks are
+    recognised too (``attn_export.modules.recognise``); every verdict is appended to it.
+    """
     entries = {cls: _parse_entry(cls, value, source) for cls, value in mapping.items()}
     ref_names = _reference_to_name()
     swaps: dict[int, _Swap] = {}
@@ -124,6 +130,12 @@ def _plan(model: nn.Module, mapping: Mapping, source: Source, geometry: dict) ->
         elif swap is None and type(module) in ref_names:
             new = deploy_twin(module, ref_names[type(module)], **geometry)
             swap = swaps[id(module)] = _Swap(path, module, new, ref_names[type(module)], False)
+        elif swap is None and recognised is not None:
+            swap = _recognised(module, path, recognised, (widths or {}).get(id(module), 0))
+            if swap is False:
+                return  # known, not swapped: its inside is part of it
+            if swap is not None:
+                swaps[id(module)] = swap
         if swap is not None:
             if parent is not None:
                 swap.parents.append((parent, attr))
@@ -142,6 +154,20 @@ def _plan(model: nn.Module, mapping: Mapping, source: Source, geometry: dict) ->
             "class (subclasses do not match: map each class you use); nothing was swapped"
         )
     return list(swaps.values())
+
+
+def _recognised(module: nn.Module, path: str, rows: list, width: int) -> _Swap | bool | None:
+    """A proven swap for a recognised module, ``False`` (recognised, not swapped) or ``None``."""
+    from attn_export.modules.recognise.scan import decide
+
+    decision = decide(module, path, width)
+    if decision is None:
+        return None
+    rows.append(decision.row)
+    if decision.new is None:
+        return False
+    new = _placed_like(decision.new, module)
+    return _Swap(path, module, new, decision.row.block, foreign=True, row=decision.row)
 
 
 def _tensors(out: Any) -> list[torch.Tensor]:
@@ -232,8 +258,8 @@ def _check_modules(
     """
     errors: dict[str, float] = {}
     for swap in swaps:
-        if swap.inputs is None and not swap.foreign:
-            continue  # a twin of our own reference block, proven equal by the block's tests
+        if swap.inputs is None and (not swap.foreign or swap.row is not None):
+            continue  # our block's twin (proven by its tests), or recognised (proven when found)
         where = f"{swap.path or '<model>'} ({type(swap.old).__name__} -> {swap.name!r})"
         inputs = swap.inputs if swap.inputs is not None else _random_input(swap, geometry)
         try:
@@ -248,6 +274,8 @@ def _check_modules(
             ) from None
         err, ok = _max_error(actual, expected, atol, rtol)
         errors[where] = err
+        if swap.row is not None:
+            swap.row.real_diff = err
         if not ok:
             raise CheckpointError(
                 f"{where}: outputs differ after the swap: max abs error {err:.3g} (atol={atol}, "
@@ -282,6 +310,8 @@ def to_deploy(
     example_input: torch.Tensor | tuple | None = None,
     atol: float = 1e-5,
     rtol: float = 1e-4,
+    recognise: bool = True,
+    report: list | None = None,
     **geometry: Any,
 ) -> nn.Module:
     """Swap attention blocks inside ``model`` for our deploy forms, in place.
@@ -299,6 +329,11 @@ def to_deploy(
     outputs are compared as well, and a mismatch puts the old modules back. A failure raises
     CheckpointError naming the module and the max abs error.
 
+    With ``recognise`` (the default), modules nobody mapped are recognised as well: classes of
+    timm, torchvision, Ultralytics, segmentation_models_pytorch and mmcv by module path and name,
+    pasted blocks by their parameter layout (``attn_export.modules.recognise``). Each is swapped
+    only if proven output-equal on random maps at two sizes; the others stay as they are.
+
     Args:
         model: any module; a block itself is accepted and its replacement returned.
         mapping: your class -> ``"cbam"`` (weights already in our reference layout),
@@ -309,12 +344,26 @@ def to_deploy(
         check: verify the swaps before returning (see above).
         example_input: a network input (a tensor, or a tuple of positional inputs).
         atol, rtol: the allclose tolerance of the check (float32 defaults; loosen for FP16 models).
+        recognise: also swap recognised third-party and pasted attention modules.
+        report: a list that receives one ``ScanRow`` per recognised module (swapped or not, with
+            the recogniser, the block and the proven difference).
         **geometry: ``input_size=(H, W)`` for blocks whose deploy form needs the export geometry.
 
     Returns:
         ``model`` with the swaps done (or the replacement, when ``model`` itself is swapped).
     """
-    swaps = _plan(model, mapping or {}, source, geometry)
+    rows: list | None = ([] if report is None else report) if recognise else None
+    widths = None
+    if recognise and example_input is not None:
+        from attn_export.modules.recognise.scan import input_widths
+
+        with torch.no_grad():
+            training = {m: m.training for m in model.modules()}
+            try:
+                widths = input_widths(model.eval(), example_input)
+            finally:
+                _set_modes(training)
+    swaps = _plan(model, mapping or {}, source, geometry, rows, widths)
     if not swaps:
         return model
     modes = {m: m.training for m in model.modules()}

@@ -29,6 +29,7 @@ class ScanRow:
     max_abs_diff: float | None  # the proof's difference (None: not proven)
     swapped: bool
     reason: str = ""
+    real_diff: float | None = None  # the difference on the network's own input, when checked
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
