@@ -183,6 +183,8 @@ def _reduced_precision(result, precision, calib_data, target_trt, seed) -> None:
     if precision == "int8":
         for path, err in out.gate_error.items():
             click.echo(f"gate error {path}: max |int8 - fp32| {err:.3g}")
+        if out.gate_error:
+            click.echo(f"gates kept float (F2): {', '.join(out.gate_error)}")
         click.echo(f"overall cosine {out.cosine:.6f}" + (
             f"; top-1 agreement with fp32 on the {out.samples} calibration inputs "
             f"{out.top1_agreement:.1%}" if out.top1_agreement is not None else ""))

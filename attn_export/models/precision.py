@@ -45,6 +45,34 @@ def block_path_of(node_name: str) -> str:
     return ".".join(path)
 
 
+def block_paths_of(node_name: str) -> set[str]:
+    """Every module path a torchscript node name can stand for.
+
+    A level ``model.2`` under a level ``model`` is either the child ``2`` of a Sequential named
+    ``model`` or the entry ``2`` of a ModuleList attribute ``model`` of the module ``model`` (a
+    ModuleList gets no level of its own: Ultralytics' ``DetectionModel.model``); the names alone
+    do not say which, so both are returned.
+    """
+    levels = node_name.strip("/").split("/")[:-1]
+    paths: set[tuple[str, ...]] = {()}
+    previous = None
+    for level in levels:
+        parts = tuple(level.split("."))
+        grown = {(*p, *parts) for p in paths}
+        if previous is not None and level.startswith(previous + "."):
+            suffix = tuple(level[len(previous) + 1:].split("."))
+            grown |= {(*p, *suffix) for p in paths}
+        paths, previous = grown, level
+    return {".".join(p) for p in paths}
+
+
+def _owner(node_name: str, swap_paths: Sequence[str]) -> str:
+    """The swapped / recognised block a gate node belongs to (else its own module path)."""
+    candidates = block_paths_of(node_name)
+    owners = [p for p in swap_paths for c in candidates if c == p or c.startswith(p + ".")]
+    return max(owners, key=len, default=block_path_of(node_name))
+
+
 def _gate_outputs(model) -> dict[str, str]:
     """Sigmoid output tensor -> node name, for every attention gate in the graph (activations
     such as SiLU's ``x * sigmoid(x)`` are not gates: ``export.onnx_gates``)."""
@@ -93,9 +121,7 @@ def network_proxies(fp32_path: Path, int8_path: Path, feeds: list[dict], swap_pa
         ra = dict(zip(names, a.run(names, feed)))
         rb = dict(zip(names, b.run(names, feed)))
         for tensor in shared:
-            path = block_path_of(gates[tensor])
-            owner = max((p for p in swap_paths if path == p or path.startswith(p + ".")),
-                        key=len, default=path)
+            owner = _owner(gates[tensor], swap_paths)
             err = float(np.abs(ra[tensor] - rb[tensor]).max())
             errors[owner] = max(errors.get(owner, 0.0), err)
         if classify:
