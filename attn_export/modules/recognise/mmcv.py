@@ -1,6 +1,6 @@
 """mmcv / mmdet: ``ContextBlock`` (``mmcv.cnn.bricks.context_block``, GCNet's plugin), mmdet's
 ``SELayer`` (``mmdet.models.layers.se_layer``, ConvModule-built SE) and ``ChannelAttention``
-(``mmdet.models.layers.csp_layer``, RTMDet's channel gate).
+(the same file, RTMDet's channel gate with a hard sigmoid).
 
 ContextBlock's layout is our ``gc`` reference layout (GCNet's code is mmcv's). SELayer becomes
 ``se`` (ReLU + sigmoid) or ``PooledSE`` with its own activations (mmdet's default HSigmoid gate);
@@ -49,5 +49,5 @@ def _channel_attention(m: nn.Module) -> Result:
 RECOGNISERS = {
     ("mmcv.cnn.bricks.context_block", "ContextBlock"): _context_block,
     ("mmdet.models.layers.se_layer", "SELayer"): _se_layer,
-    ("mmdet.models.layers.csp_layer", "ChannelAttention"): _channel_attention,
+    ("mmdet.models.layers.se_layer", "ChannelAttention"): _channel_attention,
 }

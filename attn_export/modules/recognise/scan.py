@@ -52,8 +52,10 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _is_candidate(module: nn.Module) -> bool:
-    """A class of the user's (not torch's) whose subtree names a sigmoid / softmax."""
-    return not type(module).__module__.startswith("torch.") and gates.mentions_gate(module)
+    """A class of the user's (not torch's) holding weights: LKA gates by a plain product and
+    GCT by ``1 + tanh``, so no op name filters pasted blocks; the layout match and the proof do."""
+    return not type(module).__module__.startswith("torch.") and (
+        any(True for _ in module.parameters()) or gates.mentions_gate(module))
 
 
 def _try(module: nn.Module, path: str, match: Match, width: int = 0) -> Decision:
@@ -92,7 +94,7 @@ def decide(module: nn.Module, path: str, width: int = 0) -> Decision | None:
         return _try(module, path, result, width)
     if not _is_candidate(module):
         return None
-    found = structural.candidates(module)
+    found = structural.candidates(module, width)
     if not found:
         return None
     first = None

@@ -34,25 +34,51 @@ def _scalar_attributes(module: nn.Module, cls: type, skip: set[str]) -> dict[str
     return found
 
 
-def _layout_matches(module: nn.Module, sd: dict) -> list[Match]:
+def _fit(name: str, sd: dict, width: int) -> tuple[str, dict] | None:
+    """(layout, constructor kwargs) under which ``sd`` loads strictly into block ``name``: the
+    same keys and shapes. ``width`` stands in for the channels where the weights do not say them
+    (ECA's one 1-D kernel)."""
+    from attn_export.errors import AttnExportError
     from attn_export.modules.checkpoints import (
         convert_state_dict,
-        guess_source,
         infer_hyperparams,
-        load_pretrained,
+        source_names,
     )
+    from attn_export.modules.factory import create_block
+
+    for source in source_names(name):
+        try:
+            converted = convert_state_dict(name, sd, source)
+            args = infer_hyperparams(name, converted)
+            if "channels" not in args and width:
+                args["channels"] = width
+            if "channels" not in args:
+                continue
+            kwargs = {k: v for k, v in args.items() if k != "channels"}
+            expected = create_block(name, args["channels"], "reference", **kwargs).state_dict()
+        except (AttnExportError, KeyError, ValueError, IndexError, AttributeError, TypeError):
+            continue
+        if set(expected) == set(converted) and all(
+                tuple(expected[k].shape) == tuple(converted[k].shape) for k in expected):
+            return source, args
+    return None
+
+
+def _layout_matches(module: nn.Module, sd: dict, width: int) -> list[Match]:
+    from attn_export.modules.checkpoints import load_pretrained
     from attn_export.modules.registry import BLOCKS, block_class, block_info
 
     found = []
     for name in BLOCKS:
         if block_info(name).needs_geometry:
             continue
-        source = guess_source(name, sd)
-        if source is None:
+        fit = _fit(name, sd, width)
+        if fit is None:
             continue
-        inferred = infer_hyperparams(name, convert_state_dict(name, sd, source))
+        source, inferred = fit
         extra = _scalar_attributes(module, block_class(name, "reference"),
                                    {"channels", *inferred})
+        extra["channels"] = inferred["channels"]  # where the weights do not say it (ECA)
 
         def build(_channels: int = 0, name=name, source=source, extra=extra) -> nn.Module:
             return load_pretrained(name, dict(sd), source=source, **extra)
@@ -88,10 +114,11 @@ def _parameter_free(module: nn.Module) -> list[Match]:
     return found
 
 
-def candidates(module: nn.Module) -> list[Match]:
-    """Every catalog block whose layout ``module``'s weights fit (unproven)."""
+def candidates(module: nn.Module, width: int = 0) -> list[Match]:
+    """Every catalog block whose layout ``module``'s weights fit (unproven); ``width``: the
+    channels of the map that reached it (0: unknown)."""
     sd = {k: v.detach().cpu().float() if v.is_floating_point() else v.detach().cpu()
           for k, v in module.state_dict().items()}
     if not sd:
         return _parameter_free(module)
-    return _layout_matches(module, sd)
+    return _layout_matches(module, sd, width)
