@@ -74,7 +74,17 @@ def _gc(m: nn.Module) -> Result:
             out[f"{ours}.1.bias"] = sd[f"{theirs}.norm.bias"].reshape(planes, 1, 1)
             out[f"{ours}.3.weight"] = sd[f"{theirs}.fc2.weight"]
             out[f"{ours}.3.bias"] = sd[f"{theirs}.fc2.bias"]
-    return Match(NAME, "gc", int(sd["conv_attn.weight"].shape[1]), catalog_build("gc", out))
+    build = catalog_build("gc", out)
+
+    def with_timm_eps(channels: int = 0) -> nn.Module:
+        """Our gc with timm's LayerNorm2d epsilon (1e-6; mmcv's LayerNorm, ours: 1e-5)."""
+        block = build(channels)
+        for theirs, ours in (("mlp_add", "channel_add_conv"), ("mlp_scale", "channel_mul_conv")):
+            if getattr(m, theirs, None) is not None and getattr(block, ours, None) is not None:
+                getattr(block, ours)[1].eps_sqrt = float(getattr(m, theirs).norm.eps) ** 0.5
+        return block
+
+    return Match(NAME, "gc", int(sd["conv_attn.weight"].shape[1]), with_timm_eps)
 
 
 def _refuse(reason: str):
