@@ -33,6 +33,7 @@ class Match:
     block: str  # the block it becomes: a catalog name, or a form of its own ("ultralytics_cbam")
     channels: int  # 0: the weights do not say (ECA): the width seen on a real input is used
     build: Callable[[int], nn.Module]  # (width) -> our deploy module with the weights copied
+    by_layout: bool = True  # False: a parameter-free candidate, only the proof speaks for it
 
     @property
     def label(self) -> str:

@@ -102,8 +102,9 @@ def decide(module: nn.Module, path: str, width: int = 0) -> Decision | None:
         decision = _try(module, path, match, width)
         if decision.new is not None:
             return decision
-        first = first or decision
-    return first
+        if match.by_layout:
+            first = first or decision
+    return first  # a parameter-free module that equals no block is no look-alike: look inside
 
 
 def _unrecognised(module: nn.Module, path: str) -> ScanRow | None:

@@ -110,7 +110,7 @@ def _parameter_free(module: nn.Module) -> list[Match]:
             width = channels or PARAMETER_FREE_CHANNELS
             return create_block(name, width, "deploy", **extra).eval()
 
-        found.append(Match(NAME, name, 0, build))
+        found.append(Match(NAME, name, 0, build, by_layout=False))
     return found
 
 
