@@ -17,7 +17,9 @@ from typing import Any
 
 GATE_OPS = ("Sigmoid", "HardSigmoid")
 SHAPE_OPS = ("Unsqueeze", "Squeeze", "Reshape", "Expand", "Flatten", "Identity", "Transpose",
-             "Tile", "Cast", "Split", "Slice", "Gather")
+             "Tile", "Cast", "Split", "Slice", "Gather", "QuantizeLinear", "DequantizeLinear")
+"""Ops that pass a tensor on reshaped, split or (Q/DQ) rounded: a gate seen through them is the
+same gate, so a quantized graph is judged like its float graph."""
 _CONSTANT_OPS = ("Add", "Sub", "Mul", "Div", "Clip", "Max", "Min")
 
 
