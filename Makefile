@@ -38,6 +38,12 @@ matrix: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python tools/bench_blocks.py
 
+## int8-gate-plans: a CBAM-augmented YOLOv8n at INT8: each CBAM's gate error with our plan (gates
+## float, F2) against Ultralytics' own plan (only the head's Sigmoid excluded), same calibration set
+.PHONY: int8-gate-plans
+int8-gate-plans: $(STAMP)
+	$(BIN)/python tools/int8_gate_plans.py
+
 ## readme: regenerate the README's block table from the registry
 readme: $(STAMP)
 	$(BIN)/python tools/update_readme.py

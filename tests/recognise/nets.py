@@ -166,3 +166,30 @@ class LookalikeCBAM(nn.Module):
 def lookalike_net() -> nn.Module:
     """A pasted CBAM whose forward was changed: recognised by layout, not swapped, reported."""
     return Chain([LookalikeCBAM(WIDTH)])
+
+
+class PlainGate(nn.Module):
+    """An attention gate no block of ours computes: a max-pooled 3x3 projection."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(self.proj(x.amax((2, 3), keepdim=True)))
+
+
+def mixed_net() -> nn.Module:
+    """What users deploy: timm, torchvision, Ultralytics and smp classes, pasted seed code, a
+    pasted look-alike and a gate of their own, in one network (the docs' scan table)."""
+    _torchvision_ready()
+    from segmentation_models_pytorch.base.modules import SCSEModule
+    from timm.layers import EcaModule
+    from torchvision.ops.misc import SqueezeExcitation
+    from ultralytics.nn.modules import CBAM
+
+    from tests.recognise.pasted_seeds import cbam_block, simam_module
+
+    c = WIDTH
+    return Chain([EcaModule(c), SqueezeExcitation(c, 8, scale_activation=nn.Hardsigmoid), CBAM(c),
+                  SCSEModule(c), cbam_block(c), simam_module(), LookalikeCBAM(c), PlainGate(c)])
