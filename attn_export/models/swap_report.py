@@ -124,12 +124,12 @@ def format_swap_records(records: list[SwapRecord], network_diff: float) -> str:
         return ("no attention block found in the network: nothing swapped (`attn-export scan` "
                 "lists what looks like attention; --map CLASS=BLOCK names one)")
     width = max(len(r.path or "<model>") for r in records)
-    lines = [f"{'block at':<{width}}  {'recogniser':<11}  {'reference -> deploy':<40}  max |diff|"]
+    lines = [f"{'block at':<{width}}  {'reference -> deploy':<40}  {'recogniser':<11}  max |diff|"]
     for r in records:
         change = f"{r.reference} -> {r.deploy}" if r.swapped else f"{r.reference} (kept)"
         diff = r.reason if not r.swapped else "not reached (unused on this input)" \
             if r.max_abs_diff is None else f"{r.max_abs_diff:.3g}"
-        lines.append(f"{r.path or '<model>':<{width}}  {r.recogniser:<11}  {change:<40}  {diff}")
+        lines.append(f"{r.path or '<model>':<{width}}  {change:<40}  {r.recogniser:<11}  {diff}")
     swapped = sum(r.swapped for r in records)
     kept = len(records) - swapped
     lines.append(f"{swapped} blocks swapped" + (f", {kept} kept as they are (their gates stay "

@@ -131,7 +131,7 @@ def _plan(model: nn.Module, mapping: Mapping, source: Source, geometry: dict,
             new = deploy_twin(module, ref_names[type(module)], **geometry)
             swap = swaps[id(module)] = _Swap(path, module, new, ref_names[type(module)], False)
         elif swap is None and recognised is not None:
-            swap = _recognised(module, path, recognised, (widths or {}).get(id(module), 0))
+            swap = _recognised(module, path, recognised, (widths or {}).get(path, 0))
             if swap is False:
                 return  # known, not swapped: its inside is part of it
             if swap is not None:
@@ -357,12 +357,7 @@ def to_deploy(
     if recognise and example_input is not None:
         from attn_export.modules.recognise.scan import input_widths
 
-        with torch.no_grad():
-            training = {m: m.training for m in model.modules()}
-            try:
-                widths = input_widths(model.eval(), example_input)
-            finally:
-                _set_modes(training)
+        widths = input_widths(model, example_input)
     swaps = _plan(model, mapping or {}, source, geometry, rows, widths)
     if not swaps:
         return model

@@ -122,20 +122,31 @@ def _unrecognised(module: nn.Module, path: str) -> ScanRow | None:
     return None
 
 
-def input_widths(model: nn.Module, example) -> dict[int, int]:
-    """id(module) -> channels of the 4-D map that first reached it, on one run of ``example``."""
+def input_widths(model: nn.Module, example) -> dict[str, int]:
+    """Module path -> channels of the 4-D map that first reached it, on one run of ``example``.
+
+    The run is made on a copy: a module that keeps state across calls (a counter, a cache) must
+    see the network's input as often as the caller's own check expects, not once more.
+    """
+    import copy
+
     import torch
 
-    widths: dict[int, int] = {}
+    try:
+        probe = copy.deepcopy(model).eval()
+    except Exception:  # a module that cannot be copied: no widths, ECA-like modules then say so
+        return {}
+    widths: dict[str, int] = {}
+    handles = []
+    for path, module in probe.named_modules(remove_duplicate=False):
+        def pre(_module, args, path=path):
+            if args and isinstance(args[0], torch.Tensor) and args[0].dim() == 4:
+                widths.setdefault(path, int(args[0].shape[1]))
 
-    def pre(module, args):
-        if args and isinstance(args[0], torch.Tensor) and args[0].dim() == 4:
-            widths.setdefault(id(module), int(args[0].shape[1]))
-
-    handles = [m.register_forward_pre_hook(pre) for m in model.modules()]
+        handles.append(module.register_forward_pre_hook(pre))
     try:
         with torch.no_grad():
-            model(*(example if isinstance(example, tuple) else (example,)))
+            probe(*(example if isinstance(example, tuple) else (example,)))
     finally:
         for handle in handles:
             handle.remove()
@@ -162,7 +173,7 @@ def scan_network(model: nn.Module, mapping: Mapping | None = None,
                                 "our reference block: its deploy twin"))
             return True
         entry = entries.get(type(module))
-        width = widths.get(id(module), 0)
+        width = widths.get(path, 0)
         decision = _try(module, path, mapped_match(module, path, entry), width) \
             if entry is not None else decide(module, path, width)
         if decision is not None:
