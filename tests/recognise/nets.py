@@ -7,17 +7,18 @@ line: ``attn-export model tests/recognise/nets.py:yolo_cbam --input-shape 1x3x12
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import torch
 from torch import nn
 
+_ROOT = str(Path(__file__).resolve().parents[2])
+if _ROOT not in sys.path:  # loaded by `attn-export model FILE.py:FUNCTION`: tests.* importable
+    sys.path.insert(0, _ROOT)
+
 
 def _torchvision_ready() -> None:
-    import sys
-    from pathlib import Path
-
-    root = str(Path(__file__).resolve().parents[2])
-    if root not in sys.path:
-        sys.path.insert(0, root)
     from tests.torchvision_ops import ensure_importable
 
     ensure_importable()
