@@ -111,7 +111,7 @@ def _convert_foreign(
 
 
 def _plan(model: nn.Module, mapping: Mapping, source: Source, geometry: dict,
-          recognised: list | None = None, widths: dict | None = None) -> list[_Swap]:
+          recognised: list | None = None, widths: Any = None) -> list[_Swap]:
     """Every swap to make, found top-down (the inside of a swapped module is not visited).
 
     With ``recognised`` (a list), modules of known third-party classes and pasted blocks are
@@ -131,7 +131,7 @@ def _plan(model: nn.Module, mapping: Mapping, source: Source, geometry: dict,
             new = deploy_twin(module, ref_names[type(module)], **geometry)
             swap = swaps[id(module)] = _Swap(path, module, new, ref_names[type(module)], False)
         elif swap is None and recognised is not None:
-            swap = _recognised(module, path, recognised, (widths or {}).get(path, 0))
+            swap = _recognised(module, path, recognised, widths)
             if swap is False:
                 return  # known, not swapped: its inside is part of it
             if swap is not None:
@@ -156,11 +156,13 @@ def _plan(model: nn.Module, mapping: Mapping, source: Source, geometry: dict,
     return list(swaps.values())
 
 
-def _recognised(module: nn.Module, path: str, rows: list, width: int) -> _Swap | bool | None:
+def _recognised(module: nn.Module, path: str, rows: list, widths) -> _Swap | bool | None:
     """A proven swap for a recognised module, ``False`` (recognised, not swapped) or ``None``."""
-    from attn_export.modules.recognise.scan import decide
+    from attn_export.modules.recognise.scan import could_match, decide
 
-    decision = decide(module, path, width)
+    if not could_match(module):
+        return None
+    decision = decide(module, path, widths.get(path, 0) if widths is not None else 0)
     if decision is None:
         return None
     rows.append(decision.row)
@@ -355,9 +357,9 @@ def to_deploy(
     rows: list | None = ([] if report is None else report) if recognise else None
     widths = None
     if recognise and example_input is not None:
-        from attn_export.modules.recognise.scan import input_widths
+        from attn_export.modules.recognise.scan import LazyWidths
 
-        widths = input_widths(model, example_input)
+        widths = LazyWidths(model, example_input)
     swaps = _plan(model, mapping or {}, source, geometry, rows, widths)
     if not swaps:
         return model

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from attn_export.modules.recognise import gates, structural
-from attn_export.modules.recognise.base import Match, Refusal, prove, recognise
+from attn_export.modules.recognise.base import Match, Refusal, known_classes, prove, recognise
 
 
 @dataclass
@@ -52,10 +52,31 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _is_candidate(module: nn.Module) -> bool:
-    """A class of the user's (not torch's) holding weights: LKA gates by a plain product and
-    GCT by ``1 + tanh``, so no op name filters pasted blocks; the layout match and the proof do."""
-    return not type(module).__module__.startswith("torch.") and (
+    """A class of the user's (not torch's, not our host networks') holding weights: LKA gates by
+    a plain product and GCT by ``1 + tanh``, so no op name filters pasted blocks; the layout match
+    and the proof do."""
+    path = type(module).__module__
+    return not path.startswith(("torch.", "attn_export.")) and (
         any(True for _ in module.parameters()) or gates.mentions_gate(module))
+
+
+def could_match(module: nn.Module) -> bool:
+    """Whether ``decide`` may say anything about ``module`` (a known class or a candidate)."""
+    cls = type(module)
+    return (cls.__module__, cls.__name__) in known_classes() or _is_candidate(module)
+
+
+class LazyWidths:
+    """``input_widths`` of a network, computed on the first question (one extra forward pass,
+    spent only on networks holding something to recognise)."""
+
+    def __init__(self, model: nn.Module, example) -> None:
+        self.model, self.example, self.widths = model, example, None
+
+    def get(self, path: str, default: int = 0) -> int:
+        if self.widths is None:
+            self.widths = input_widths(self.model, self.example)
+        return self.widths.get(path, default)
 
 
 def _try(module: nn.Module, path: str, match: Match, width: int = 0) -> Decision:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+import torch
 from torch import nn
 
 from attn_export.modules.recognise.base import Match
@@ -55,7 +56,8 @@ def _fit(name: str, sd: dict, width: int) -> tuple[str, dict] | None:
             if "channels" not in args:
                 continue
             kwargs = {k: v for k, v in args.items() if k != "channels"}
-            expected = create_block(name, args["channels"], "reference", **kwargs).state_dict()
+            with torch.device("meta"):  # shapes only: no allocation, no initialisation
+                expected = create_block(name, args["channels"], "reference", **kwargs).state_dict()
         except (AttnExportError, KeyError, ValueError, IndexError, AttributeError, TypeError):
             continue
         if set(expected) == set(converted) and all(
