@@ -41,7 +41,7 @@ def _model(builder: str, precision: str, tmp_path) -> str:
 def test_cbam_yolo_exports_and_validates(precision, tmp_path):
     out = _model("yolo_cbam", precision, tmp_path)
     for path in CBAMS:
-        assert re.search(rf"{re.escape(path)}\s+ultralytics\s+CBAM -> UltralyticsCBAM", out)
+        assert re.search(rf"{re.escape(path)}\s+CBAM -> UltralyticsCBAM\s+ultralytics", out)
     assert "4 blocks swapped" in out
     if precision == "int8":
         gates = re.findall(r"^gate error (\S+):", out, re.M)
