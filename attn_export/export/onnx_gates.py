@@ -62,7 +62,7 @@ class GateGraph:
 
     def applied_by(self, gate) -> list[tuple[Any, str]]:
         """(Mul, its other operand) for each multiply the gate's output reaches through shape ops
-        (and BAM's ``1 + sigmoid``)."""
+        and sums (BAM's ``1 + sigmoid``, scSE's ``x * (cSE + sSE)``)."""
         found, frontier, seen = [], list(gate.output), set()
         while frontier:
             tensor = frontier.pop()
@@ -72,9 +72,7 @@ class GateGraph:
             for user in self.consumers.get(tensor, []):
                 if user.op_type == "Mul":
                     found.extend((user, other) for other in user.input if other != tensor)
-                elif user.op_type in SHAPE_OPS or (
-                        user.op_type in ("Add", "Sub") and
-                        any(self.is_constant(i) for i in user.input if i != tensor)):
+                elif user.op_type in SHAPE_OPS or user.op_type in ("Add", "Sub"):
                     frontier.extend(user.output)
         return found
 

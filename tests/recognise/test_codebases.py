@@ -11,11 +11,13 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import onnx
 import pytest
 import torch
 from click.testing import CliRunner
 
 from attn_export.cli import main
+from attn_export.export.onnx_gates import attention_gates
 from attn_export.modules.recognise import scan_network
 from attn_export.modules.swap import to_deploy
 from tests.recognise import nets
@@ -87,7 +89,11 @@ def test_model_command_exports_and_reports_each_recognised_module(name, tmp_path
     table = [line for line in result.output.splitlines() if f"  {codebase}  " in line]
     assert len(table) == len(blocks), result.output
     assert f"{len(blocks)} blocks swapped" in result.output
-    assert (tmp_path / f"nets_{name}.onnx").is_file()
+    graph = onnx.load(str(tmp_path / f"nets_{name}.onnx"))
+    # the rewrite did something: no adaptive pooling left (H4), the gates still there
+    ops = {node.op_type for node in graph.graph.node}
+    assert "GlobalAveragePool" not in ops and "GlobalMaxPool" not in ops
+    assert attention_gates(graph)
 
 
 @pytest.mark.slow
