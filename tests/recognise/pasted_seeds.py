@@ -7,6 +7,7 @@ formatting, so structural recognition is tested on the code people copy.
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -265,6 +266,37 @@ class LKA(nn.Module):  # channel-spatial-attention.md (VAN)
         return u * attn
 
 
+class SCConv(nn.Module):  # channel-spatial-attention.md (self-calibrated convolution)
+    def __init__(self, inplanes, planes, stride, padding, dilation, groups, pooling_r, norm_layer):
+        super(SCConv, self).__init__()
+        self.k2 = nn.Sequential(
+                    nn.AvgPool2d(kernel_size=pooling_r, stride=pooling_r),
+                    nn.Conv2d(inplanes, planes, kernel_size=3, stride=1,
+                                padding=padding, dilation=dilation,
+                                groups=groups, bias=False),
+                    norm_layer(planes),
+                    )
+        self.k3 = nn.Sequential(
+                    nn.Conv2d(inplanes, planes, kernel_size=3, stride=1,
+                                padding=padding, dilation=dilation,
+                                groups=groups, bias=False),
+                    norm_layer(planes),
+                    )
+        self.k4 = nn.Sequential(
+                    nn.Conv2d(inplanes, planes, kernel_size=3, stride=stride,
+                                padding=padding, dilation=dilation,
+                                groups=groups, bias=False),
+                    norm_layer(planes),
+                    )
+
+    def forward(self, x):
+        identity = x
+        out = torch.sigmoid(torch.add(identity, F.interpolate(self.k2(x), identity.size()[2:])))
+        out = torch.mul(self.k3(x), out)
+        out = self.k4(out)
+        return out
+
+
 SEEDS = {
     "se_block": (lambda c: se_block(c), "se"),
     "eca_block": (lambda c: eca_block(c), "eca"),
@@ -278,5 +310,6 @@ SEEDS = {
     "simam_module": (lambda c: simam_module(c), "simam"),
     "SCSEModule": (lambda c: SCSEModule(c), "scse"),
     "LKA": (lambda c: LKA(c), "lka"),
+    "SCConv": (lambda c: SCConv(c, c, 1, 1, 1, 1, 4, nn.BatchNorm2d), "scconv"),
 }
 """Seed listing -> (builder at width c, the catalog block it must be recognised as)."""
