@@ -65,6 +65,12 @@ docs: $(STAMP)
 accuracy: $(STAMP)
 	$(BIN)/python tools/accuracy.py
 
+## int8-gate-plans: a CBAM-augmented YOLOv8n at INT8: each CBAM's gate error with our plan (gates
+## float, F2) against Ultralytics' own plan (only the head's Sigmoid excluded), same calibration set
+.PHONY: int8-gate-plans
+int8-gate-plans: $(STAMP)
+	$(BIN)/python tools/int8_gate_plans.py
+
 ## docker-test: build docker/Dockerfile.jetson and docker/Dockerfile with buildah (installed with
 ## apt-get when missing) from a local Debian base, then export, validate, doctor (and serve) inside them
 docker-test: $(STAMP)

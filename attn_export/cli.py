@@ -21,6 +21,7 @@ from attn_export.commands.list import list_command
 from attn_export.commands.model import model_command
 from attn_export.commands.repo import repo_command
 from attn_export.commands.report import report_command
+from attn_export.commands.scan import scan_command
 from attn_export.commands.serve import health_command, serve_command
 from attn_export.commands.validate import validate_command
 from attn_export.modules.registry import list_blocks
@@ -52,7 +53,7 @@ def main() -> None:
 
 for _command in (export_command, list_command, validate_command, build_command, lint_command,
                  convert_command, repo_command, serve_command, bench_serve_command, bench_command,
-                 model_command, doctor_command, report_command, health_command):
+                 model_command, doctor_command, report_command, health_command, scan_command):
     main.add_command(_command)
 
 

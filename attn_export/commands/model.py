@@ -19,6 +19,7 @@ from attn_export.commands.common import (
     parse_target_trt,
 )
 from attn_export.commands.report import REPORT_HELP, html_report_after
+from attn_export.commands.scan import MAP_HELP, parse_maps
 
 OPSET_HELP = "ONNX opset, 11..21 (TensorRT 8.5 parses up to 17, 10.x up to 20)."
 
@@ -37,17 +38,11 @@ def _say_waiting(message: str) -> None:
 
 
 def format_swaps(swaps, network_diff: float) -> str:
-    """The swap table the command prints: every block, what replaced it, the difference."""
-    if not swaps:
-        return "no catalog block found in the network: nothing swapped"
-    width = max(len(s.path) for s in swaps)
-    lines = [f"{'block at':<{width}}  {'reference -> deploy':<36}  max |diff|"]
-    for s in swaps:
-        diff = "not reached (unused on this input)" if s.max_abs_diff is None else \
-            f"{s.max_abs_diff:.3g}"
-        lines.append(f"{s.path:<{width}}  {s.reference + ' -> ' + s.deploy:<36}  {diff}")
-    lines.append(f"{len(swaps)} blocks swapped; network output max |diff| {network_diff:.3g}")
-    return "\n".join(lines)
+    """The swap table the command prints: every block, the recogniser that found it, what
+    replaced it, the difference; kept modules with their reason."""
+    from attn_export.models.swap_report import format_swap_records
+
+    return format_swap_records(swaps, network_diff)
 
 
 def _list(as_json: bool, markdown: bool) -> None:
@@ -124,6 +119,8 @@ def markdown_table() -> str:
 @click.option("--trt-version", "target_trt", callback=parse_target_trt,
               help="TensorRT the precision plan targets, e.g. 10.3 (JetPack 6) or 11.0 "
               "[the installed one, else 10.3].")
+@click.option("--map", "maps", multiple=True, callback=parse_maps, metavar="CLASS=BLOCK[:SOURCE]",
+              help=MAP_HELP)
 @click.option("--report", "html_report", is_flag=True, help=REPORT_HELP)
 @click.option("--json", "as_json", is_flag=True, help="With `model list`: machine-readable.")
 @click.option("--markdown", is_flag=True, help="With `model list`: the README's table.")
@@ -131,7 +128,7 @@ def markdown_table() -> str:
 def model_command(network, checkpoint, source, attn, sets, input_shape, dynamic, num_classes,
                   opset, exporter, simplifier, output_dir, inputs, natural_inputs, seed,
                   precision, calib_data,
-                  engine, target_trt, html_report, as_json, markdown):
+                  engine, target_trt, maps, html_report, as_json, markdown):
     """Export NETWORK (a registered name, or FILE.py:FUNCTION) with its blocks swapped.
 
     Builds (or loads with --checkpoint), swaps every attention block for its deploy twin (proven
@@ -163,7 +160,7 @@ def model_command(network, checkpoint, source, attn, sets, input_shape, dynamic,
         network, sets, checkpoint=checkpoint, layout=source, attn=attn, input_shape=input_shape,
         dynamic=dynamic, num_classes=num_classes, opset=opset, exporter=exporter,
         simplifier=simplifier, output_dir=output_dir, inputs=[Path(p) for p in inputs],
-        seed=seed, calib_data=calib_data, natural=natural_inputs))
+        seed=seed, calib_data=calib_data, natural=natural_inputs, maps=maps))
     if precision == "int8":
         from attn_export.export.precision import check_int8_opset
 
@@ -232,6 +229,8 @@ def _reduced_precision(result, precision, calib_data, target_trt, seed) -> None:
     if precision == "int8":
         for path, err in out.gate_error.items():
             click.echo(f"gate error {path}: max |int8 - fp32| {err:.3g}")
+        if out.gate_error:
+            click.echo(f"gates kept float (F2): {', '.join(out.gate_error)}")
         click.echo(f"overall cosine {out.cosine:.6f}" + (
             f"; top-1 agreement with fp32 on the {out.samples} calibration inputs "
             f"{out.top1_agreement:.1%}" if out.top1_agreement is not None else ""))

@@ -46,9 +46,14 @@ CALIB_METHODS = ("minmax", "entropy", "percentile")
 
 
 def gate_nodes(model) -> list[str]:
-    """Names of the nodes F2 keeps out of INT8: every Sigmoid / HardSigmoid, the shape-only ops
-    between it and a Mul, and that Mul (the multiply that applies the gate). A Mul of two gates
-    (CoordAtt's ``a_h * a_w``) is itself a gate: the multiply that applies it is followed too."""
+    """Names of the nodes F2 keeps out of INT8: every Sigmoid / HardSigmoid attention gate, the
+    shape-only ops between it and a Mul, and that Mul (the multiply that applies the gate). A Mul
+    of two gates (CoordAtt's ``a_h * a_w``) is itself a gate: the multiply that applies it is
+    followed too. Activations (SiLU's ``x * sigmoid(x)``, HardSwish, GLU) are not gates
+    (``onnx_gates``)."""
+    from attn_export.export.onnx_gates import GateGraph
+
+    graph = GateGraph.of(model)
     consumers: dict[str, list] = {}
     for node in model.graph.node:
         for name in node.input:
@@ -56,7 +61,7 @@ def gate_nodes(model) -> list[str]:
     found: list[str] = []
     gated: set[str] = set()  # tensors that are a gate or a shape-only view / product of gates
     for node in model.graph.node:
-        if node.op_type not in GATE_OPS:
+        if node.op_type not in GATE_OPS or not graph.is_gate(node):
             continue
         found.append(node.name)
         frontier, path = list(node.output), []

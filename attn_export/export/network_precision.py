@@ -45,9 +45,40 @@ def block_path_of(node_name: str) -> str:
     return ".".join(path)
 
 
+def block_paths_of(node_name: str) -> set[str]:
+    """Every module path a torchscript node name can stand for.
+
+    A level ``model.2`` under a level ``model`` is either the child ``2`` of a Sequential named
+    ``model`` or the entry ``2`` of a ModuleList attribute ``model`` of the module ``model`` (a
+    ModuleList gets no level of its own: Ultralytics' ``DetectionModel.model``); the names alone
+    do not say which, so both are returned.
+    """
+    levels = node_name.strip("/").split("/")[:-1]
+    paths: set[tuple[str, ...]] = {()}
+    previous = None
+    for level in levels:
+        parts = tuple(level.split("."))
+        grown = {(*p, *parts) for p in paths}
+        if previous is not None and level.startswith(previous + "."):
+            suffix = tuple(level[len(previous) + 1:].split("."))
+            grown |= {(*p, *suffix) for p in paths}
+        paths, previous = grown, level
+    return {".".join(p) for p in paths}
+
+
+def _owner(node_name: str, swap_paths: Sequence[str]) -> str:
+    """The swapped / recognised block a gate node belongs to (else its own module path)."""
+    candidates = block_paths_of(node_name)
+    owners = [p for p in swap_paths for c in candidates if c == p or c.startswith(p + ".")]
+    return max(owners, key=len, default=block_path_of(node_name))
+
+
 def _gate_outputs(model) -> dict[str, str]:
-    """Sigmoid output tensor -> node name, for every gate in the graph."""
-    return {n.output[0]: n.name for n in model.graph.node if n.op_type in ("Sigmoid",)}
+    """Sigmoid output tensor -> node name, for every attention gate in the graph (activations
+    such as SiLU's ``x * sigmoid(x)`` are not gates: ``export.onnx_gates``)."""
+    from attn_export.export.onnx_gates import attention_gates
+
+    return {n.output[0]: n.name for n in attention_gates(model) if n.op_type == "Sigmoid"}
 
 
 def _with_outputs(model, names: Sequence[str]):
@@ -73,27 +104,47 @@ def _session(model):
                                 providers=["CPUExecutionProvider"])
 
 
+def _as_applied(model, tensor: str) -> str:
+    """The gate as its multiply reads it: ``tensor``, or the output of the Quantize/Dequantize
+    pair a plan that quantizes gates puts between the Sigmoid and the Mul."""
+    consumers = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    for q in consumers.get(tensor, []):
+        if q.op_type == "QuantizeLinear":
+            for dq in consumers.get(q.output[0], []):
+                if dq.op_type == "DequantizeLinear":
+                    return dq.output[0]
+    return tensor
+
+
 def network_proxies(fp32_path: Path, int8_path: Path, feeds: list[dict], swap_paths: Sequence[str],
                     classify: bool) -> tuple[dict[str, float], float | None]:
-    """Per-block gate error and the top-1 agreement of the INT8 graph against the FP32 one."""
+    """Per-block gate error and the top-1 agreement of the INT8 graph against the FP32 one.
+
+    The gate error compares each attention gate as its multiply reads it (after the Q/DQ pair,
+    where a plan quantizes gates) with the FP32 gate.
+    """
     from attn_export.export.check import load_onnx
 
     fp32, int8 = load_onnx(fp32_path), load_onnx(int8_path)
     gates = _gate_outputs(fp32)
     shared = [t for t in gates if t in {o for n in int8.graph.node for o in n.output}]
-    a, b = _session(_with_outputs(fp32, shared)), _session(_with_outputs(int8, shared))
+    applied = {t: _as_applied(int8, t) for t in shared}
+    a = _session(_with_outputs(fp32, shared))
+    b = _session(_with_outputs(int8, list(dict.fromkeys(applied.values()))))
     out_name = fp32.graph.output[0].name
     names = [out_name, *shared]
+    int8_names = list(dict.fromkeys([out_name, *applied.values()]))
     errors: dict[str, float] = {}
     agree = 0
     for feed in feeds:
         ra = dict(zip(names, a.run(names, feed)))
-        rb = dict(zip(names, b.run(names, feed)))
+        rb = dict(zip(int8_names, b.run(int8_names, feed)))
         for tensor in shared:
-            path = block_path_of(gates[tensor])
-            owner = max((p for p in swap_paths if path == p or path.startswith(p + ".")),
-                        key=len, default=path)
-            err = float(np.abs(ra[tensor] - rb[tensor]).max())
+            owner = _owner(gates[tensor], swap_paths)
+            err = float(np.abs(ra[tensor] - rb[applied[tensor]]).max())
             errors[owner] = max(errors.get(owner, 0.0), err)
         if classify:
             agree += int((ra[out_name].argmax(1) == rb[out_name].argmax(1)).all())

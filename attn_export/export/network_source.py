@@ -75,21 +75,15 @@ class NetworkSource:
         import torch
 
         from attn_export.models import count_parameters
-        from attn_export.models.checkpoints import load_network_checkpoint
         from attn_export.models.swap_report import deploy_with_report
+        from attn_export.modules.recognise.mapping import resolve_map
 
-        clock.say(f"building {req.block}")
-        model = self._build_model(req)
-        loaded = None
-        if req.checkpoint is not None:
-            clock.say(f"loading {req.checkpoint} ({req.layout} layout)")
-            loaded = load_network_checkpoint(model, req.checkpoint, req.layout, req.block)
-        else:
-            randomize_norm_statistics(model, req.seed)  # identity BN statistics hide bugs
+        model, loaded = self.prepared(req, clock)
         example = torch.from_numpy(np.random.default_rng(req.seed).standard_normal(
             req.input_shape, dtype=np.float32))
         clock.say("swapping blocks for their deploy twins (to_deploy, checked on a real input)")
-        deployed, swaps, network_diff = deploy_with_report(model.eval(), example)
+        deployed, swaps, network_diff = deploy_with_report(
+            model, example, mapping=resolve_map(req.maps, model))
         task = self.card.task if self.card else "unknown"
         report = {
             "network": {
@@ -102,6 +96,21 @@ class NetworkSource:
             "swap_network_max_abs_diff": network_diff,
         }
         return Built(deployed, report, drop=("variant", "kwargs"), swaps=swaps, task=task)
+
+    def prepared(self, req: ExportRequest, clock: Clock):
+        """The network before any swap, in eval mode: built, its checkpoint loaded (or its norm
+        statistics seeded, since identity statistics hide bugs); and what was loaded."""
+        from attn_export.models.checkpoints import load_network_checkpoint
+
+        clock.say(f"building {req.block}")
+        model = self._build_model(req)
+        loaded = None
+        if req.checkpoint is not None:
+            clock.say(f"loading {req.checkpoint} ({req.layout} layout)")
+            loaded = load_network_checkpoint(model, req.checkpoint, req.layout, req.block)
+        else:
+            randomize_norm_statistics(model, req.seed)
+        return model.eval(), loaded
 
     def _build_model(self, req: ExportRequest):
         """The network with PyTorch's initialisation, seeded, before any checkpoint."""

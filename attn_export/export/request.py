@@ -52,6 +52,7 @@ class ExportRequest:
     layout: str = "auto"
     attn: str | None = None
     num_classes: int | None = None
+    maps: tuple[str, ...] = ()  # --map CLASS=BLOCK[:SOURCE]: the user's classes to swap
     calib_data: Path | None = None  # its held-out samples become validation cases
     natural: bool = False  # also validate on natural images (scikit-learn's photographs)
 

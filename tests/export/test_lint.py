@@ -210,7 +210,8 @@ def test_layernorm_variance_warns_h9_where_fp16_may_be_chosen(version):
 
 
 def _qdq(x="x", zp_type=np.int8, zp=0, axis=None, weights=None):
-    """x -> QuantizeLinear -> DequantizeLinear -> Sigmoid, or DQ(weights) -> Conv."""
+    """x -> QuantizeLinear -> DequantizeLinear -> Sigmoid gating the map m, or DQ(weights) ->
+    Conv. (A Sigmoid that multiplies nothing, or only its own input, is no gate: no F2.)"""
     if weights is not None:
         scale = _const("ws", np.full(weights.shape[axis], 0.1), np.float32)
         nodes = [oh.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wf"], axis=axis,
@@ -221,9 +222,10 @@ def _qdq(x="x", zp_type=np.int8, zp=0, axis=None, weights=None):
         return _model(nodes, [_vi("x")], [_vi("y", shape=(1, 8, 6, 6))], inits, opset=13)
     nodes = [oh.make_node("QuantizeLinear", [x, "s", "z"], ["q"], name="q"),
              oh.make_node("DequantizeLinear", ["q", "s", "z"], ["dq"], name="dq"),
-             oh.make_node("Sigmoid", ["dq"], ["y"], name="gate")]
+             oh.make_node("Sigmoid", ["dq"], ["g"], name="gate"),
+             oh.make_node("Mul", ["m", "g"], ["y"], name="gate_mul")]
     dtype = TP.INT32 if x == "xi" else TP.FLOAT
-    return _model(nodes, [_vi(x, dtype)], [_vi("y")],
+    return _model(nodes, [_vi(x, dtype), _vi("m")], [_vi("y")],
                   [_const("s", 0.1, np.float32), _const("z", zp, zp_type)], opset=13)
 
 

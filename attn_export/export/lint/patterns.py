@@ -101,9 +101,16 @@ def _norm_findings(node, table: dict, g: GraphFacts) -> list[tuple[str, str]]:
                         "use a mean-based form or keep it in FP32")]
 
 
+def _is_attention_gate(node, g: GraphFacts) -> bool:
+    """A gate, not an activation (SiLU's ``x * sigmoid(x)``): see ``export.onnx_gates``."""
+    from attn_export.export.onnx_gates import GateGraph
+
+    return GateGraph(g.producer, g.consumers, g.is_constant).is_gate(node)
+
+
 def _gate_findings(node, g: GraphFacts) -> list[tuple[str, str]]:
     """F2: a quantized sigmoid gate loses the gate."""
-    if node.op_type not in ("Sigmoid", "HardSigmoid"):
+    if node.op_type not in ("Sigmoid", "HardSigmoid") or not _is_attention_gate(node, g):
         return []
     source = g.producer.get(node_input(node, 0))
     users = g.consumers.get(node.output[0], []) if node.output else []
