@@ -212,7 +212,7 @@ def _reduced_precision(result, precision, calib_data, target_trt, seed) -> None:
     click.echo(f"{precision} graph -> {e.path}  ({len(e.kept_float)} nodes kept float"
                + (f"; calibration: {e.calibration}" if e.calibration else "") + ")")
     for note in e.plan.notes:
-        click.echo(f"TensorRT {'.'.join(map(str, e.plan.trt_version))} plan: {note}")
+        click.echo(f"TensorRT {e.plan.trt_version} plan: {note}")
     click.echo(format_table(e.rows))
     from attn_export.runtime.network_rule import tolerance_note
 

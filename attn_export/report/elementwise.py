@@ -65,8 +65,8 @@ def case_errors(precision: str, case: str, actual: np.ndarray, expected: np.ndar
 def measure(graphs: dict[str, Path], golden_path: Path) -> Measured:
     """Run every graph on every golden case; a graph that cannot run is reported, not raised."""
     from attn_export.errors import AttnExportError
-    from attn_export.runtime.validation_runner import validation_runner
     from attn_export.runtime.golden import load_golden
+    from attn_export.runtime.validation_runner import validation_runner
 
     golden = load_golden(golden_path)
     measured = Measured()
