@@ -69,7 +69,8 @@ def _list(as_json: bool, markdown: bool) -> None:
 
 
 def markdown_table() -> str:
-    """The README's Networks table, generated from the model registry (a test keeps it in sync)."""
+    """The network table of docs/networks.md, generated from the model registry
+    (tools/update_docs_tables.py writes it; tests/test_docs.py keeps it in sync)."""
     from attn_export.models.registry import MODELS, list_models
 
     lines = ["| network | task | block slots | params | test size | checkpoint layouts | "
@@ -121,7 +122,7 @@ def markdown_table() -> str:
               help="TensorRT the precision plan targets, e.g. 10.3 (JetPack 6) or 11.0 "
               "[the installed one, else 10.3].")
 @click.option("--json", "as_json", is_flag=True, help="With `model list`: machine-readable.")
-@click.option("--markdown", is_flag=True, help="With `model list`: the README's table.")
+@click.option("--markdown", is_flag=True, help="With `model list`: the Markdown table of docs/networks.md.")
 @handle_errors
 def model_command(network, checkpoint, source, attn, sets, input_shape, dynamic, num_classes,
                   opset, exporter, simplifier, output_dir, inputs, seed, precision, calib_data,
