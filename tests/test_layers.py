@@ -6,7 +6,7 @@ import still makes the importer depend on the imported code) and mapped to its l
     foundation (attn_export, errors, atomic)
     modules  <-  models  <-  export  <-  commands  <-  cli
     runtime  <-  serve          (runtime and serve: nothing from export, models, modules, commands)
-    runtime, export  <-  bench, report;  runtime  <-  doctor;  bench, doctor, report, serve  <-  commands
+    runtime, export  <-  bench;  runtime  <-  doctor;  bench, doctor, serve  <-  commands
 
 A failure names the importing file, the line and the import.
 """
@@ -27,10 +27,8 @@ ALLOWED: dict[str, set[str]] = {
     "export": {"modules", "models", "runtime"},
     "bench": {"modules", "models", "runtime", "export"},
     "doctor": {"runtime"},
-    "report": {"modules", "models", "runtime", "export"},
-    "commands": {"modules", "models", "runtime", "export", "serve", "bench", "doctor", "report"},
-    "cli": {"modules", "models", "runtime", "export", "serve", "bench", "doctor", "report",
-            "commands"},
+    "commands": {"modules", "models", "runtime", "export", "serve", "bench", "doctor"},
+    "cli": {"modules", "models", "runtime", "export", "serve", "bench", "doctor", "commands"},
 }
 """Layer -> the layers it may import besides itself and the foundation."""
 
