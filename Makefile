@@ -1,8 +1,8 @@
 # The environment is made here, not assumed: torch is installed first and pinned to the CPU build
 # (any other torch spec pulls GBs of CUDA packages), then the package and its extras, then the real
 # TensorRT Python bindings 10.3 / 10.13 / 10.16 / 11.4 with a C stub of their native libraries
-# (unpacked in build/trt-bindings, not installed) that tests/runtime/test_trt_surface.py checks
-# our calls against.
+# (unpacked in build/trt-bindings, not installed) that tests/runtime/test_trt_surface.py (the fake)
+# and tests/runtime/test_trt_calls.py (our calls) check against.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin

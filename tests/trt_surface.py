@@ -14,6 +14,7 @@ part of the surface the fake TensorRT (``tests/fake_tensorrt.py``) is built from
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -148,8 +149,10 @@ def missing_reason(version: str) -> str | None:
     return None
 
 
+@functools.cache
 def read_surface(version: str) -> dict:
-    """The surface of one real binding version, read in a subprocess of its own."""
+    """The surface of one real binding version, read in a subprocess of its own (once per session:
+    several test modules check it; callers must not modify it)."""
     folder = bindings_root() / version
     env = dict(os.environ, LD_LIBRARY_PATH=str(folder / "lib"), PYTHONPATH=str(folder))
     out = subprocess.run([sys.executable, __file__, "--dump"], env=env, capture_output=True,

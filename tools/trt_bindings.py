@@ -6,8 +6,8 @@ The ``tensorrt-cu12-bindings`` / ``tensorrt-cu13-bindings`` wheels hold only
 Those libraries need a GPU driver and cannot be installed here; ``tools/trt_stub.c`` stands in
 for them (every factory returns NULL), after which ``import tensorrt_bindings`` gives the whole
 API of that version: classes, methods, properties, enums and pybind's signatures. The test
-``tests/runtime/test_trt_surface.py`` checks our TensorRT calls and the fake TensorRT of the
-engine and runner tests against it.
+``tests/runtime/test_trt_calls.py`` checks our TensorRT calls and ``tests/runtime/test_trt_surface.py``
+the fake TensorRT of the engine and runner tests against it.
 
 Run by the Makefile's environment step (never at test time, which must not download)::
 

@@ -101,15 +101,15 @@ def parse_target_trt(_ctx, _param, value: str | None) -> str | None:
     if value is None:
         return None
     from attn_export.errors import ValidationError
-    from attn_export.export.precision_plan import parse_trt_version
+    from attn_export.runtime.trt_version import TrtVersion
 
     try:
-        major, minor, patch = parse_trt_version(value)
+        version = TrtVersion.parse(value)
     except ValidationError as exc:
         raise click.BadParameter(str(exc)) from None
-    if major < 10:
+    if version.major < 10:
         raise click.BadParameter(f"TensorRT {value} is not supported; expected 10.x or 11.x")
-    return f"{major}.{minor}.{patch}"
+    return ".".join(map(str, version.triple))
 
 
 def echo_warnings(caught) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from attn_export.commands.common import echo_warnings, fail
+from attn_export.runtime.trt_version import TrtVersion
 
 FALLBACK_TRT = "10.3"
 """The TensorRT planned for when none is installed: JetPack 6's."""
@@ -33,7 +34,7 @@ def build_and_validate(onnx_path, options, golden_path, target_trt, output=None)
         warnings.simplefilter("always")
         built = build_engine(onnx_path, options, output)
     echo_warnings(caught)
-    if target_trt and built.plan.trt_version[0] != int(target_trt.split(".")[0]):
+    if target_trt and built.plan.trt_version.major != TrtVersion.parse(target_trt).major:
         click.echo(f"warning: --trt-version {target_trt} but TensorRT "
                    f"{built.sidecar.built_with['tensorrt']} built the engine", err=True)
     s = built.sidecar

@@ -143,7 +143,7 @@ def _reduced_precision(onnx_path, golden_path, precision, calib_data, quantize_g
                + (f"; {out.quantization.describe()}" if out.quantization else "")
                + (f"; calibration: {out.calibration}" if out.calibration else "") + ")")
     for note in out.plan.notes:
-        click.echo(f"TensorRT {'.'.join(map(str, out.plan.trt_version))} plan: {note}")
+        click.echo(f"TensorRT {out.plan.trt_version} plan: {note}")
     click.echo(format_table(out.rows))
     if not out.passed:
         fail(f"{out.path} differs from PyTorch beyond the {precision} tolerance (see the table)")

@@ -10,7 +10,8 @@ from attn_export.modules.registry import BLOCKS, list_blocks
 
 
 def markdown_table() -> str:
-    """The README's block table, generated from the registry (a test keeps the README in sync)."""
+    """The block catalog of docs/blocks.md, generated from the registry
+    (tools/update_docs_tables.py writes it; tests/test_docs.py keeps it in sync)."""
     lines = ["| block | tier | shape modes | hazards handled | checkpoint sources | paper |",
              "|---|---|---|---|---|---|"]
     for n in list_blocks():
@@ -23,7 +24,7 @@ def markdown_table() -> str:
 
 @click.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--markdown", is_flag=True, help="The README's table.")
+@click.option("--markdown", is_flag=True, help="The Markdown catalog table of docs/blocks.md.")
 def list_command(as_json: bool, markdown: bool) -> None:
     """List the blocks: name, tier, shape modes, hazards handled."""
     if markdown:

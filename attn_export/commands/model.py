@@ -65,7 +65,8 @@ def _list(as_json: bool, markdown: bool) -> None:
 
 
 def markdown_table() -> str:
-    """The README's Networks table, generated from the model registry (a test keeps it in sync)."""
+    """The network table of docs/networks.md, generated from the model registry
+    (tools/update_docs_tables.py writes it; tests/test_docs.py keeps it in sync)."""
     from attn_export.models.registry import MODELS, list_models
 
     lines = ["| network | task | block slots | params | test size | checkpoint layouts | "
@@ -123,7 +124,7 @@ def markdown_table() -> str:
               help=MAP_HELP)
 @click.option("--report", "html_report", is_flag=True, help=REPORT_HELP)
 @click.option("--json", "as_json", is_flag=True, help="With `model list`: machine-readable.")
-@click.option("--markdown", is_flag=True, help="With `model list`: the README's table.")
+@click.option("--markdown", is_flag=True, help="With `model list`: the Markdown table of docs/networks.md.")
 @handle_errors
 def model_command(network, checkpoint, source, attn, sets, input_shape, dynamic, num_classes,
                   opset, exporter, simplifier, output_dir, inputs, natural_inputs, seed,
@@ -220,7 +221,7 @@ def _reduced_precision(result, precision, calib_data, target_trt, seed) -> None:
     click.echo(f"{precision} graph -> {e.path}  ({len(e.kept_float)} nodes kept float"
                + (f"; calibration: {e.calibration}" if e.calibration else "") + ")")
     for note in e.plan.notes:
-        click.echo(f"TensorRT {'.'.join(map(str, e.plan.trt_version))} plan: {note}")
+        click.echo(f"TensorRT {e.plan.trt_version} plan: {note}")
     click.echo(format_table(e.rows))
     from attn_export.runtime.network_rule import tolerance_note
 

@@ -298,7 +298,7 @@ def precision_set_from_export(onnx_path: str | Path, golden_path: str | Path, pr
         staged = txn.register(name)
         section = {"file": name, "passed": out.passed, "calibration": out.calibration,
                    "kept_float": len(out.kept_float), "plan_notes": list(out.plan.notes),
-                   "plan_trt": ".".join(map(str, out.plan.trt_version)),
+                   "plan_trt": str(out.plan.trt_version),
                    "source_sha256": sha256_file(onnx_path), **int8_report(out.quantization),
                    "metrics": [r.to_dict() for r in out.rows]}
         section |= more_report(out) if more_report else {}

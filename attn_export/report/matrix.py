@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import re
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -44,9 +43,9 @@ class Cell:
 
 def lint_versions() -> list[str]:
     """The concrete TensorRT versions the lint tables describe (aliases such as 10.x left out)."""
-    from attn_export.export.lint import known_versions
+    from attn_export.export.lint.table import table_versions
 
-    return [v for v in known_versions() if re.fullmatch(r"\d+\.\d+(\.\d+)?", v)]
+    return table_versions()
 
 
 def plan_cells(blocks: Sequence[str], forms: Sequence[str] = FORMS,

@@ -13,7 +13,8 @@ from attn_export.report import plots
 from attn_export.report.collect import PRECISIONS, ExportView
 from attn_export.report.elementwise import Measured, measure
 
-VERDICT_CLASS = {"FAIL: the precision itself costs too much here": "bad", "as good as the precision allows": "good", "pass": "good",
+VERDICT_CLASS = {"FAIL: the precision itself costs too much here": "bad",
+                 "as good as the precision allows": "good", "pass": "good",
                  "worse than the precision explains": "bad", "FAIL": "bad", "broken": "broken",
                  "degenerate output": "warn"}
 

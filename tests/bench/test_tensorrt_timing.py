@@ -167,20 +167,13 @@ class FakeCudart:
 
 
 def _relu_engine(tmp_path, monkeypatch, **options):
-    from onnx import TensorProto, helper, save
-
     from attn_export.export.engine_from_onnx import build_engine
     from attn_export.export.trt_build.settings import BuildOptions
     from tests import fake_tensorrt
+    from tests.relu_onnx import relu_onnx
 
     fake_tensorrt.install(monkeypatch, "10.13.0.35")
-    graph = helper.make_graph(
-        [helper.make_node("Relu", ["input"], ["output"])], "g",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 8, 4, 4])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 8, 4, 4])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    save(model, str(tmp_path / "r.onnx"))
+    relu_onnx(tmp_path / "r.onnx", ("N", 8, 4, 4))
     return build_engine(tmp_path / "r.onnx", BuildOptions(use_timing_cache=False,
                                                           opt_shapes="2x8x4x4",
                                                           max_shapes="4x8x4x4", **options)

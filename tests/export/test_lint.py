@@ -303,7 +303,9 @@ def test_json_report_round_trips():
 
 @pytest.mark.parametrize("given,key", [("10.3", "10.3"), ("10.3.0.26", "10.3"), ("10", "10.15"),
                                        ("10.x", "10.15"), ("11", "11.5"), ("11.x", "11.5"),
-                                       ("8.5.2", "8.5"), ("TensorRT 11.0", "11.0")])
+                                       ("8.5.2", "8.5"), ("TensorRT 11.0", "11.0"),
+                                       ("10.16", "10.15"), ("10.16.1.11", "10.15"),
+                                       ("11.5.0.1", "11.5")])
 def test_version_matching(given, key):
     assert resolve_trt_version(given) == key
 

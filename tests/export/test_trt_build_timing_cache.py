@@ -17,7 +17,6 @@ import warnings
 from pathlib import Path
 
 import pytest
-from onnx import TensorProto, helper, save
 
 from attn_export.errors import ValidationError
 from attn_export.export.engine_from_onnx import build_engine
@@ -31,20 +30,10 @@ from attn_export.export.trt_build.timing_cache import (
 )
 from attn_export.runtime.sidecar import RuntimeEnv
 from tests import fake_tensorrt
+from tests.relu_onnx import relu_onnx
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = RuntimeEnv("10.3.0", "Orin (nvgpu)", "8.7", "12.6", "Linux aarch64")
-
-
-def relu_onnx(path: Path) -> Path:
-    graph = helper.make_graph(
-        [helper.make_node("Relu", ["input"], ["output"])], "g",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 4, 8, 8])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4, 8, 8])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    save(model, str(path))
-    return path
 
 
 def test_cache_dir_precedence(monkeypatch, tmp_path):

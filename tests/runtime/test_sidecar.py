@@ -182,24 +182,17 @@ def test_sidecars_without_l4t_are_not_refused_for_it():
 
 def test_the_runner_refuses_an_engine_of_another_jetpack(monkeypatch, tmp_path):
     """Built under JetPack 6 (L4T r36), loaded under JetPack 7.2: refused before deserialising."""
-    from onnx import TensorProto, helper, save
-
     from attn_export.export.engine_from_onnx import build_engine
     from attn_export.export.trt_build.settings import BuildOptions
     from attn_export.runtime.tensorrt_runner import TensorRTRunner
     from tests import fake_tensorrt
+    from tests.relu_onnx import relu_onnx
 
     fake_tensorrt.install(monkeypatch, "10.3.0")
     release = tmp_path / "nv_tegra_release"
     monkeypatch.setenv("ATTN_EXPORT_TEGRA_RELEASE", str(release))
     release.write_text("# R36 (release), REVISION: 4.3, GCID: 1, BOARD: generic\n")
-    graph = helper.make_graph(
-        [helper.make_node("Relu", ["input"], ["output"])], "g",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 4])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    save(model, str(tmp_path / "m.onnx"))
+    relu_onnx(tmp_path / "m.onnx", (1, 4))
     built = build_engine(tmp_path / "m.onnx", BuildOptions(use_timing_cache=False))
     recorded = built.sidecar.built_with
     assert (recorded["l4t"], recorded["jetpack"], recorded["cuda_runtime"],

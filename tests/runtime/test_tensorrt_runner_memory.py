@@ -9,9 +9,7 @@ execution context, as a server's instances do.
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper
 
 from attn_export.export.engine_from_onnx import build_engine
 from attn_export.export.trt_build.settings import BuildOptions
@@ -19,17 +17,11 @@ from attn_export.runtime import cuda_memory, engine_cache
 from attn_export.runtime.cuda_memory import ResidentBuffers
 from attn_export.runtime.tensorrt_runner import TensorRTRunner
 from tests import fake_tensorrt
+from tests.relu_onnx import relu_onnx
 
 
 def relu_engine(tmp_path, name="r"):
-    graph = helper.make_graph(
-        [helper.make_node("Relu", ["input"], ["output"])], "g",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 4, 8, 8])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 4, 8, 8])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    onnx.save(model, str(tmp_path / f"{name}.onnx"))
-    return build_engine(tmp_path / f"{name}.onnx",
+    return build_engine(relu_onnx(tmp_path / f"{name}.onnx", ("N", 4, 8, 8)),
                         BuildOptions(use_timing_cache=False, opt_shapes="1x4x8x8",
                                      max_shapes="8x4x8x8")).engine_path
 

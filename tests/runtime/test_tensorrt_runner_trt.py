@@ -21,18 +21,14 @@ from attn_export.runtime.tensorrt_runner import TensorRTRunner
 from attn_export.runtime.trt_env import CUDA_PYTHON_HINT, TRT_INSTALL_HINT, installed_trt_version
 from attn_export.runtime.trt_logger import LogCapture
 from tests import fake_tensorrt
+from tests.relu_onnx import relu_onnx as shared_relu_onnx
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def relu_onnx(path: Path, batch="N") -> Path:
-    graph = helper.make_graph(
-        [helper.make_node("Relu", ["input"], ["output"])], "g",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 4, 8, 8])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [batch, 4, 8, 8])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    onnx.save(model, str(path))
+    """The shared Relu graph, with the report.json the runner reads its input shape from."""
+    path = shared_relu_onnx(path, (batch, 4, 8, 8))
     (path.parent / "report.json").write_text(json.dumps({"input_shape": [1, 4, 8, 8]}))
     return path
 

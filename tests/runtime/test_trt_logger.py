@@ -12,7 +12,6 @@ import threading
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper
 
 from attn_export.errors import ExportError, ModelFileError
 from attn_export.export.engine_from_onnx import build_engine, engine_from_onnx
@@ -22,19 +21,7 @@ from attn_export.export.trt_build.settings import BuilderSettings, BuildOptions
 from attn_export.runtime.tensorrt_runner import TensorRTRunner
 from attn_export.runtime.trt_logger import capture_log, get_trt_logger
 from tests import fake_tensorrt
-
-
-def relu_onnx(path):
-    import onnx
-
-    graph = helper.make_graph(
-        [helper.make_node("Relu", ["input"], ["output"])], "g",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 4, 8, 8])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4, 8, 8])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    onnx.save(model, str(path))
-    return path
+from tests.relu_onnx import relu_onnx
 
 
 @pytest.fixture

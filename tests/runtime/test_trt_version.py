@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from attn_export.errors import ValidationError
-from attn_export.export.precision_plan import parse_trt_version
 from attn_export.runtime.trt_version import TrtVersion
 
 
@@ -31,9 +30,3 @@ def test_same_release_and_at_least():
     assert TrtVersion.parse("10.13") > TrtVersion.parse("10.3.0.30")
     assert (v.major, v.minor, v.patch, v.triple, v.release, str(v)) == \
         (10, 3, 0, (10, 3, 0), "10.3", "10.3.0.30")
-
-
-def test_the_plan_reads_versions_with_it():
-    assert parse_trt_version("10.16.1.11") == (10, 16, 1) and parse_trt_version((11,)) == (11, 0, 0)
-    with pytest.raises(ValidationError, match="expected MAJOR"):
-        parse_trt_version("latest")

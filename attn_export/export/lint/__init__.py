@@ -38,6 +38,7 @@ from attn_export.export.lint.patterns import pattern_findings
 from attn_export.export.lint.report import GRAPH, LEVELS, Finding, LintReport
 from attn_export.export.lint.table import (
     UnknownTrtVersionError,
+    alias_note,
     known_versions,
     resolve_trt_version,
     support_table,
@@ -73,8 +74,9 @@ def lint_onnx(model_or_path: str | Path | bytes | onnx.ModelProto,
 
     Args:
         model_or_path: an ``.onnx`` path, an ``onnx.ModelProto`` or its serialized bytes.
-        trt_version: ``8.5``, ``10.3``, ``10.15`` (also ``10``/``10.x``), ``11.0``, ``11.5``
-            (also ``11``/``11.x``); a patch suffix such as ``10.3.0.26`` is accepted.
+        trt_version: ``8.5``, ``10.3``, ``10.15`` (also ``10``/``10.x``), ``10.16`` (read with
+            10.15's table), ``11.0``, ``11.5`` (also ``11``/``11.x``); a patch suffix such as
+            ``10.3.0.26`` is accepted.
 
     Returns:
         The report: one finding per problem (or one ``ok`` per clean node), graph-level notes,
@@ -93,6 +95,9 @@ def lint_onnx(model_or_path: str | Path | bytes | onnx.ModelProto,
         found = (operator_findings(label, node, table, g) + dtype_findings(label, node, table, g)
                  + pattern_findings(label, node, table, g))
         findings += found or [ok_finding(label, node, table)]
+    notes = precision_notes(g, table)
+    if (why := alias_note(trt_version)) is not None:
+        notes.insert(0, why)
     return LintReport(model=name, trt_version=table["key"], title=table["title"], opset=opset,
-                      findings=findings, notes=precision_notes(g, table), sources=table["sources"],
+                      findings=findings, notes=notes, sources=table["sources"],
                       derived=table.get("derived", ""))

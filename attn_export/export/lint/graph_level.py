@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from attn_export.export.lint.facts import DEFAULT_DOMAINS, GraphFacts
 from attn_export.export.lint.report import GRAPH, Finding
-from attn_export.export.lint.table import version_tuple
+from attn_export.runtime.trt_version import TrtVersion
 
 
 def default_opset(model) -> int | None:
@@ -68,7 +68,7 @@ def precision_notes(g: GraphFacts, table: dict) -> list[str]:
     elif has_qdq:
         notes.append("explicit quantization: TensorRT keeps the Q/DQ placement of the graph")
     elif table.get("implicit_int8"):
-        later = ", deprecated since 10.1, removed in 11.0" if version_tuple(table["key"]) >= (10,) \
+        later = ", deprecated since 10.1, removed in 11.0" if TrtVersion.parse(table["key"]).major >= 10 \
             else ""
         notes.append(f"INT8 without Q/DQ nodes needs a calibrator (implicit quantization{later})")
     return notes

@@ -8,7 +8,8 @@ import numpy as np
 from attn_export.export.lint.facts import DEFAULT_DOMAINS, GraphFacts, node_input
 from attn_export.export.lint.report import Finding
 from attn_export.export.lint.rules import RULE_LEVEL, RULES
-from attn_export.export.lint.table import table_data, version_tuple
+from attn_export.export.lint.table import table_data
+from attn_export.runtime.trt_version import TrtVersion
 
 
 def operator_findings(label: str, node, table: dict, g: GraphFacts) -> list[Finding]:
@@ -40,7 +41,7 @@ def _plugin_finding(label: str, node, table: dict) -> Finding:
     removed = table_data()["removed_plugins"]
     op = f"{node.domain}::{node.op_type}"
     if node.op_type in removed["names"] and \
-            version_tuple(table["key"]) >= version_tuple(removed["since"]):
+            TrtVersion.parse(table["key"]).at_least(removed["since"]):
         return Finding(label, op, "error",
                        f"plugin {node.op_type} was removed in TensorRT {removed['since']}: "
                        "replace the node with ONNX operators or register your own IPluginV3",

@@ -108,15 +108,15 @@ def builder_settings(plan: PrecisionPlan, options: BuildOptions, jetson: bool = 
         flags.append("VERSION_COMPATIBLE")
     if options.exclude_lean_runtime:
         flags.append("EXCLUDE_LEAN_RUNTIME")
-    if plan.pin_fp32_layers and (plan.strongly_typed or plan.trt_version[0] >= 11):
+    if plan.pin_fp32_layers and (plan.strongly_typed or plan.trt_version.major >= 11):
         # Invariant: per-layer precision (ILayer.precision, set_output_type) is weak typing; 11.x
         # bindings lack both and strongly typed 10.x networks reject them at build time.
         raise ValidationError(f"internal: the {plan.precision} plan for TensorRT "
-                              f"{'.'.join(map(str, plan.trt_version))} pins layer precisions, "
+                              f"{plan.trt_version} pins layer precisions, "
                               "which only weakly typed 10.x networks accept")
     level = options.hardware_compatibility
     return BuilderSettings(
-        network_flags=("STRONGLY_TYPED",) if plan.strongly_typed and plan.trt_version[0] == 10
+        network_flags=("STRONGLY_TYPED",) if plan.strongly_typed and plan.trt_version.major == 10
         else (),
         builder_flags=tuple(flags),
         cleared_flags=plan.cleared_flags,
