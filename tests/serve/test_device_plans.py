@@ -108,6 +108,13 @@ def test_one_export_folder_holding_both_engines(monkeypatch, tmp_path):
     assert {p.name for p in (out / "relu" / "1").iterdir()} == BOTH
     assert dict(_config(out / "relu" / "config.pbtxt").cc_model_filenames) == \
         {"8.7": "model.sm87.plan", "11.0": "model.sm110.plan"}
+    onnx_out = tmp_path / "onnx"  # an ONNX model keeps the plans for `serve --backend tensorrt`
+    assert _repo(str(folder), "--prefer", "onnx", "--out", str(onnx_out)).exit_code == 0
+    cfg = _config(onnx_out / "relu" / "config.pbtxt")
+    assert (cfg.platform, cfg.default_model_filename) == ("onnxruntime_onnx", "")
+    assert dict(cfg.cc_model_filenames) == {"8.7": "model.sm87.plan", "11.0": "model.sm110.plan"}
+    assert {p.name for p in (onnx_out / "relu" / "1").iterdir()} == BOTH
+    assert [m.problem for m in scan_repository(onnx_out)] == [None]
 
 
 @pytest.mark.parametrize("device, plan", [(ORIN, "model.sm87.plan"), (THOR, "model.sm110.plan")],
