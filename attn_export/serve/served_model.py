@@ -80,6 +80,8 @@ class ServedModel:
         self.max_batch = int(cfg.max_batch_size) if cfg is not None else 0
         self.inputs = {t.name: (feed_dtype(t), tuple(t.dims)) for t in cfg.input} if cfg else {}
         self.outputs = {t.name: (feed_dtype(t), tuple(t.dims)) for t in cfg.output} if cfg else {}
+        self.model_file: Path | None = None
+        """The file the runners loaded (for TensorRT, the plan picked for this GPU)."""
         self.profile: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
         """Input name -> (min, max) shape of the engine's profile 0 (TensorRT models only)."""
 
@@ -93,7 +95,8 @@ class ServedModel:
         if self.entry.problem:
             return
         try:
-            chosen, path = model_file_for(self.entry.path, self.config.platform, self.backend)
+            chosen, path = self._model_file()
+            self.model_file = path
             count = sum(g.count for g in self.config.instance_group) or 1
             self.runners = [make_runner(chosen, path).load() for _ in range(count)]
             if chosen == "tensorrt":
@@ -104,6 +107,19 @@ class ServedModel:
             self.state, self.reason = "UNAVAILABLE", str(exc).splitlines()[0] if str(exc) else repr(exc)
             return
         self.state = "READY"
+
+    def _model_file(self) -> tuple[str, Path]:
+        """(backend, file) to load: for TensorRT, the plan ``cc_model_filenames`` names for this
+        GPU when the config has that map (refused when it has none for this GPU)."""
+        from attn_export.serve.device_plans import plan_for_device
+
+        cfg = self.config
+        forced = self.backend if self.backend != "auto" else None
+        if (forced or BACKEND_OF_PLATFORM.get(cfg.platform)) == "tensorrt":
+            picked = plan_for_device(cfg, self.entry.path.parent, self.name)
+            if picked is not None:
+                return "tensorrt", picked
+        return model_file_for(self.entry.path, cfg.platform, self.backend)
 
     def _check_golden(self, runner) -> None:
         from attn_export.errors import ModelFileError

@@ -74,7 +74,8 @@ class Server:
         for m in self.core.models.values():
             cfg = m.config
             if m.ready:
-                self.log(f"{m.name} v{m.version}: ready ({cfg.platform} on {m.runners[0].name}, "
+                picked = f" {m.model_file.name}" if cfg.cc_model_filenames and m.model_file else ""
+                self.log(f"{m.name} v{m.version}: ready ({cfg.platform}{picked} on {m.runners[0].name}, "
                          f"max_batch_size {m.max_batch}, {len(m.runners)} instance(s)"
                          + (", golden check passed)" if m.entry.golden else ", no golden file)"))
             else:
