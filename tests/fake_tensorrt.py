@@ -27,6 +27,22 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.fake_tensorrt_build import (  # noqa: F401 (DEVICE, reset_process_logger: for tests)
+    DEVICE,
+    Builder,
+    IBuilderConfig,
+    IHostMemory,
+    ILayer,
+    INetworkDefinition,
+    IOptimizationProfile,
+    ITensor,
+    ITimingCache,
+    OnnxParser,
+    ParserError,
+    _process_logger,
+    reset_process_logger,
+)
+
 SNAPSHOTS = Path(__file__).resolve().parent / "trt_snapshots"
 
 MODELLED_ENUMS = ("BuilderFlag", "NetworkDefinitionCreationFlag", "MemoryPoolType",
@@ -34,19 +50,9 @@ MODELLED_ENUMS = ("BuilderFlag", "NetworkDefinitionCreationFlag", "MemoryPoolTyp
                   "ILogger.Severity")
 MODELLED_VALUES = ("float32",)
 
-DEVICE = "FakeGPU sm87"
-"""The device every fake timing cache is made on; a cache from another device mismatches."""
-
 MEMORY: dict[int, np.ndarray] = {}
-"""Fake device memory: address -> array. Filled by :class:`FakeCuda`."""
+"""Fake device memory: address -> byte array. Filled by :class:`FakeCuda`."""
 _ADDRESSES = itertools.count(0x1000, 0x1000)
-
-_LAYER_TYPES = {"Conv": "CONVOLUTION", "ConvTranspose": "DECONVOLUTION", "Gemm": "MATRIX_MULTIPLY",
-                "MatMul": "MATRIX_MULTIPLY", "ReduceMean": "REDUCE", "ReduceMax": "REDUCE",
-                "ReduceSum": "REDUCE", "LayerNormalization": "NORMALIZATION",
-                "InstanceNormalization": "NORMALIZATION", "Sigmoid": "ACTIVATION",
-                "Relu": "ACTIVATION", "NonZero": "NON_ZERO", "QuantizeLinear": "QUANTIZE",
-                "DequantizeLinear": "DEQUANTIZE"}
 
 
 class ILogger:
@@ -55,253 +61,6 @@ class ILogger:
 
     def log(self, severity, msg) -> None:
         raise NotImplementedError
-
-
-class ITensor:
-    def __init__(self, name: str, dtype, shape: tuple[int, ...]) -> None:
-        self._name, self._dtype, self._shape = name, dtype, shape
-
-    name = property(lambda self: self._name, lambda self, v: setattr(self, "_name", v))
-    shape = property(lambda self: self._shape, lambda self, v: setattr(self, "_shape", v))
-    dtype = property(lambda self: self._dtype)  # settable on 10.x only: read-only is the safe side
-
-
-class ILayer:
-    def __init__(self, trt, op_type: str) -> None:
-        kind = _LAYER_TYPES.get(op_type, "ELEMENTWISE")
-        self._type = getattr(trt.LayerType, kind)
-        self._trt, self._precision, self._output_types = trt, None, {}
-
-    type = property(lambda self: self._type)
-    num_outputs = property(lambda self: 1)
-
-    @property
-    def precision(self):
-        return self._precision
-
-    @precision.setter
-    def precision(self, value) -> None:
-        self._precision = value
-
-    def set_output_type(self, index, dtype) -> None:
-        self._output_types[index] = dtype
-
-
-class INetworkDefinition:
-    def __init__(self, trt, flags: int) -> None:
-        self._trt, self._flags = trt, flags
-        self._inputs: list[ITensor] = []
-        self._outputs: list[ITensor] = []
-        self._layers: list[ILayer] = []
-        self._onnx: str | None = None
-
-    num_inputs = property(lambda self: len(self._inputs))
-    num_outputs = property(lambda self: len(self._outputs))
-    num_layers = property(lambda self: len(self._layers))
-
-    def get_input(self, index):
-        return self._inputs[index]
-
-    def get_output(self, index):
-        return self._outputs[index]
-
-    def get_layer(self, index):
-        return self._layers[index]
-
-    def _strongly_typed(self) -> bool:
-        trt = self._trt
-        if trt.__version__.startswith("11."):
-            return True
-        return bool(self._flags & (1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)))
-
-
-class ParserError:
-    def __init__(self, index: int, name: str, op: str, desc: str) -> None:
-        self._index, self._name, self._op, self._desc = index, name, op, desc
-
-    def code(self):
-        return 1
-
-    def desc(self):
-        return self._desc
-
-    def node(self):
-        return self._index
-
-    def node_name(self):
-        return self._name
-
-    def node_operator(self):
-        return self._op
-
-
-class OnnxParser:
-    """Reads the graph's I/O (shapes from ONNX shape inference, -1 for a dim no input fixes or
-    names) and one layer per node; ops outside the default domain are errors."""
-
-    def __init__(self, network, logger) -> None:
-        self._network, self._errors = network, []
-
-    num_errors = property(lambda self: len(self._errors))
-
-    def get_error(self, index):
-        return self._errors[index]
-
-    def parse_from_file(self, model) -> bool:
-        import onnx
-
-        graph = onnx.shape_inference.infer_shapes(onnx.load(str(model))).graph
-        self._errors = [ParserError(i, n.name, n.op_type, f"No importer registered for op: "
-                                    f"{n.op_type}") for i, n in enumerate(graph.node) if n.domain]
-        if self._errors:
-            return False
-        net, trt = self._network, self._network._trt
-        symbols = {d.dim_param for v in graph.input for d in v.type.tensor_type.shape.dim}
-        net._inputs = [ITensor(v.name, trt.DataType.FLOAT, _dims(v, symbols)) for v in graph.input]
-        net._outputs = [ITensor(v.name, trt.DataType.FLOAT, _dims(v, symbols))
-                        for v in graph.output]
-        net._layers = [ILayer(trt, n.op_type) for n in graph.node]
-        net._onnx = str(model)
-        return True
-
-
-def _dims(value, symbols: set[str]) -> tuple:
-    """-1 for a dynamic dim; -2 marks (inside the fake) a dim no input determines."""
-    dims = []
-    for d in value.type.tensor_type.shape.dim:
-        if d.HasField("dim_value"):
-            dims.append(d.dim_value)
-        else:
-            dims.append(-1 if d.dim_param in symbols else -2)
-    return tuple(dims)
-
-
-class IOptimizationProfile:
-    def __init__(self) -> None:
-        self._shapes: dict[str, tuple] = {}
-
-    def set_shape(self, input, min, opt, max) -> None:  # noqa: A002 (TensorRT's names)
-        self._shapes[input] = (tuple(min), tuple(opt), tuple(max))
-
-
-class IHostMemory:
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    nbytes = property(lambda self: len(self._data))
-
-    def __bytes__(self) -> bytes:
-        return self._data
-
-
-class ITimingCache:
-    def __init__(self, device: str, entries: list[str]) -> None:
-        self._device, self._entries = device, list(entries)
-
-    def serialize(self):
-        return IHostMemory(json.dumps({"device": self._device, "entries": self._entries}).encode())
-
-    def combine(self, input_cache, ignore_mismatch) -> bool:
-        if input_cache._device != self._device and not ignore_mismatch:
-            return False
-        self._entries += [e for e in input_cache._entries if e not in self._entries]
-        return True
-
-
-class IBuilderConfig:
-    def __init__(self, trt) -> None:
-        self._trt = trt
-        self._flags: set[str] = {"TF32"}  # TensorRT's default
-        self._profiles: list[IOptimizationProfile] = []
-        self._cache: ITimingCache | None = None
-        self._pools: dict[str, int] = {}
-        self._level, self._hardware = 3, trt.HardwareCompatibilityLevel.NONE
-
-    def set_memory_pool_limit(self, pool, pool_size) -> None:
-        self._pools[pool.name] = pool_size
-
-    def set_flag(self, flag) -> None:
-        self._flags.add(flag.name)
-
-    def clear_flag(self, flag) -> None:
-        self._flags.discard(flag.name)
-
-    def get_flag(self, flag) -> bool:
-        return flag.name in self._flags
-
-    hardware_compatibility_level = property(lambda self: self._hardware,
-                                            lambda self, v: setattr(self, "_hardware", v))
-    builder_optimization_level = property(lambda self: self._level,
-                                          lambda self, v: setattr(self, "_level", v))
-
-    def add_optimization_profile(self, profile) -> int:
-        valid = profile._shapes and all(
-            all(a <= b <= c for a, b, c in zip(lo, opt, hi)) and len(lo) == len(hi)
-            for lo, opt, hi in profile._shapes.values())
-        if not valid:
-            return -1
-        self._profiles.append(profile)
-        return len(self._profiles) - 1
-
-    def create_timing_cache(self, serialized_timing_cache):
-        data = bytes(serialized_timing_cache)
-        if not data:
-            return ITimingCache(DEVICE, [])
-        loaded = json.loads(data)
-        return ITimingCache(loaded["device"], loaded["entries"])
-
-    def set_timing_cache(self, cache, ignore_mismatch) -> bool:
-        if cache._device != DEVICE and not ignore_mismatch:
-            return False
-        self._cache = cache
-        return True
-
-    def get_timing_cache(self):
-        return self._cache
-
-
-class Builder:
-    def __init__(self, logger) -> None:
-        self._logger = logger
-        self._trt = None  # set by fake_tensorrt()
-
-    def create_network(self, flags=0):
-        return INetworkDefinition(self._trt, flags)
-
-    def create_builder_config(self):
-        return IBuilderConfig(self._trt)
-
-    def create_optimization_profile(self):
-        return IOptimizationProfile()
-
-    def build_serialized_network(self, network, config):
-        problem = _build_problem(network, config)
-        if problem:
-            self._logger.log(self._trt.ILogger.Severity.ERROR, problem)
-            return None
-        if config._cache is not None:
-            config._cache._entries.append(f"tactics:{Path(network._onnx).name}")
-        plan = {"fake_plan": self._trt.__version__, "onnx": network._onnx,
-                "flags": sorted(config._flags), "pools": config._pools,
-                "optimization_level": config._level, "hardware": config._hardware.name,
-                "io": [(t.name, True, t.shape) for t in network._inputs]
-                + [(t.name, False, t.shape) for t in network._outputs],
-                "profile": {k: v for p in config._profiles[:1] for k, v in p._shapes.items()}}
-        return IHostMemory(json.dumps(plan).encode())
-
-
-def _build_problem(network, config) -> str | None:
-    """What TensorRT's builder rejects that our code could get wrong."""
-    dynamic = any(d < 0 for t in network._inputs for d in t.shape)
-    if dynamic and not config._profiles:
-        return "Network has dynamic or shape inputs, but no optimization profile has been defined."
-    if network._strongly_typed():
-        weak = {"FP16", "INT8", "BF16", "FP8"} & config._flags
-        if weak:
-            return f"BuilderFlag {sorted(weak)} is not allowed with a strongly typed network"
-        if any(layer._precision is not None or layer._output_types for layer in network._layers):
-            return "setting layer precision is not allowed in a strongly typed network"
-    return None
 
 
 class ICudaEngine:
@@ -361,6 +120,8 @@ class IExecutionContext:
         return True
 
     def execute_async_v3(self, stream_handle) -> bool:
+        """Runs the ONNX on ONNX Runtime over the bound byte buffers; False (as TensorRT's
+        enqueue failure) when an address is missing or a buffer is too small."""
         import onnxruntime as ort
 
         self.streams.append(stream_handle)
@@ -368,20 +129,31 @@ class IExecutionContext:
         if any(t[0] not in self._addresses for t in io):
             return False
         session = ort.InferenceSession(self._engine._plan["onnx"], providers=["CPUExecutionProvider"])
-        feed = {name: MEMORY[self._addresses[name]] for name, is_input, _ in io if is_input}
+        feed = {}
+        for name, is_input, _ in io:
+            if is_input:
+                shape = self.get_tensor_shape(name)
+                raw = MEMORY[self._addresses[name]]
+                size = int(np.prod(shape)) * 4
+                if raw.nbytes < size:
+                    return False
+                feed[name] = raw[:size].view(np.float32).reshape(shape).copy()
         outputs = session.run(None, feed)
         for (name, _, _), value in zip([t for t in io if not t[1]], outputs):
             target = MEMORY[self._addresses[name]]
-            if target.shape != value.shape:
+            value = np.ascontiguousarray(value, dtype=np.float32)
+            if target.nbytes < value.nbytes:
                 return False
-            target[...] = value
+            target[:value.nbytes] = value.reshape(-1).view(np.uint8)
         return True
 
 
 class Runtime:
     def __init__(self, logger) -> None:
-        self._logger, self._host_code, self._lean = logger, False, False
+        self._given, self._host_code, self._lean = logger, False, False
         self._trt = None  # set by fake_tensorrt()
+
+    _logger = property(lambda self: _process_logger(self._trt, self._given))
 
     engine_host_code_allowed = property(lambda self: self._host_code,
                                         lambda self, v: setattr(self, "_host_code", v))
@@ -389,7 +161,7 @@ class Runtime:
     def load_runtime(self, path):
         if not Path(path).is_file():
             return None
-        lean = type(self)(self._logger)
+        lean = type(self)(self._given)
         lean._trt, lean._lean = self._trt, True
         return lean
 
@@ -454,45 +226,52 @@ def _bind_module(cls, trt) -> None:
 
 
 class FakeCuda:
-    """The runner's CUDA memory backend over :data:`MEMORY` (the interface of ``TorchCuda`` and
-    ``CudaPython``): what a GPU would hold, as numpy arrays."""
+    """The runner's CUDA memory backend over :data:`MEMORY` (the primitives of ``TorchCuda`` and
+    ``CudaPython``): device buffers are byte arrays keyed by address; every allocation is
+    counted, so tests can tell resident buffers from per-request ones."""
 
     name = "fake-cuda"
 
     def __init__(self, stream: int = 7) -> None:
-        self.stream, self.closed, self._owned = stream, False, []
+        self.stream, self.closed = stream, False
+        self.allocations = self.pinned_allocations = self.syncs = 0
+        self.live: set[int] = set()
 
     def device(self) -> tuple[str, str, str]:
         return "FakeGPU", "8.7", "12.6"
 
-    def empty(self, shape, dtype) -> int:
+    def alloc(self, nbytes: int) -> int:
         address = next(_ADDRESSES)
-        MEMORY[address] = np.empty(shape, dtype)
-        self._owned.append(address)
+        MEMORY[address] = np.zeros(max(1, nbytes), np.uint8)
+        self.allocations += 1
+        self.live.add(address)
         return address
 
-    def upload(self, array) -> int:
-        address = self.empty(array.shape, array.dtype)
-        MEMORY[address][...] = array
-        return address
+    def pinned(self, nbytes: int) -> np.ndarray:
+        self.pinned_allocations += 1
+        return np.zeros(max(1, nbytes), np.uint8)
 
     @staticmethod
     def pointer(buffer) -> int:
         return buffer
 
+    def free(self, buffer) -> None:
+        MEMORY.pop(buffer, None)
+        self.live.discard(buffer)
+
+    def to_device(self, buffer, host, nbytes: int) -> None:
+        MEMORY[buffer][:nbytes] = host[:nbytes]
+
+    def to_host(self, host, buffer, nbytes: int) -> None:
+        host[:nbytes] = MEMORY[buffer][:nbytes]
+
     def stream_handle(self) -> int:
         return self.stream
 
-    def download(self, buffer) -> np.ndarray:
-        return MEMORY[buffer].copy()
-
-    def release(self) -> None:
-        for address in self._owned:
-            MEMORY.pop(address, None)
-        self._owned.clear()
+    def synchronize(self) -> None:
+        self.syncs += 1
 
     def close(self) -> None:
-        self.release()
         self.closed = True
 
 
@@ -501,9 +280,9 @@ def install(monkeypatch, version: str = "10.3.0"):
     fake device, for one test (``monkeypatch`` undoes both)."""
     import sys
 
-    from attn_export.runtime import tensorrt_runner
+    from attn_export.runtime import cuda_memory
 
     trt = fake_tensorrt(version)
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
-    monkeypatch.setattr(tensorrt_runner, "cuda_backend", lambda prefer="auto": FakeCuda())
+    monkeypatch.setattr(cuda_memory, "cuda_backend", lambda prefer="auto": FakeCuda())
     return trt

@@ -82,6 +82,8 @@ EXPORT_CASES = [
     (["se", "--channels", 16, "--inputs", "{d}/archive.npy"], "is an .npz archive", 1),
     (["se", "--channels", 16, "--precision", "int8", "--calib-data", "{d}/calib"],
      "calibration file", 1),
+    (["se", "--channels", 16, "--opset", 11, "--precision", "int8"],
+     "INT8 needs opset 13 or later (--opset 11 is opset 11)", 1),
 ]
 
 

@@ -53,7 +53,7 @@ def previous_set(tmp_path_factory):
     return folder
 
 
-STAGES = ["stage:torch", "stage:export", "stage:simplify", "stage:validate", "staged:se.onnx",
+STAGES = ["stage:build", "stage:torch", "stage:export", "stage:simplify", "stage:validate", "staged:se.onnx",
           "staged:se.golden.npz", "staged:report.json", "stage:write", "commit:journal",
           "commit:first-move", "committed"]
 
@@ -74,6 +74,51 @@ def test_sigint_at_each_stage_leaves_the_old_set_or_the_whole_new_one(tmp_path, 
     else:
         assert after == before, f"interrupted at {point}, the folder changed"
     _assert_consistent(folder)
+
+
+NETWORK = "my_net"
+NETWORK_STAGES = [p.replace("se.", f"{NETWORK}.") for p in STAGES]
+
+
+def _network(user_file, folder, seed, env=None):
+    return _run("model", f"{user_file}:build", "--input-shape", "1x3x32x32", "--set", "width=8",
+                "--seed", str(seed), "--output-dir", str(folder), env=env)
+
+
+@pytest.fixture(scope="module")
+def network_file(tmp_path_factory):
+    from tests.models.test_model_cli import USER_NET
+
+    path = tmp_path_factory.mktemp("net") / f"{NETWORK}.py"
+    path.write_text(USER_NET)
+    return path
+
+
+@pytest.fixture(scope="module")
+def previous_network_set(tmp_path_factory, network_file):
+    folder = tmp_path_factory.mktemp("prev_net") / NETWORK
+    result = _network(network_file, folder, 1)
+    assert result.exit_code == 0, result.output
+    return folder
+
+
+@pytest.mark.parametrize("point", NETWORK_STAGES)
+def test_sigint_during_a_network_export_leaves_the_old_set_or_the_whole_new_one(
+        tmp_path, network_file, previous_network_set, point):
+    """`attn-export model` runs the block pipeline's stages, so it has the same fault points."""
+    folder = tmp_path / NETWORK
+    shutil.copytree(previous_network_set, folder)
+    before = _snapshot(folder)
+    result = _network(network_file, folder, 2, env={FAULT_ENV: point})
+    assert result.exit_code == 1 and "interrupted" in result.output, result.output
+    assert "Traceback" not in result.output
+    after = _snapshot(folder)
+    if point.startswith(("commit:", "committed")):
+        assert after != before
+    else:
+        assert after == before, f"interrupted at {point}, the folder changed"
+    report = _assert_consistent(folder, NETWORK)
+    assert report["network"]["name"].endswith(f"{NETWORK}.py:build")
 
 
 def test_sigint_on_a_first_export_leaves_no_folder(tmp_path):

@@ -85,3 +85,18 @@ def test_truncated_file_is_one_line_and_exit_1(tmp_path, layernorm):
     assert result.exit_code == 1
     assert result.output.startswith("error: ") and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("flag", ["--trt-version", "--trt"])
+@pytest.mark.parametrize("given", ["10.16", "10.16.1.11"])
+def test_jetpack_72_tensorrt_is_linted_with_the_10_15_table_and_says_so(layernorm, flag, given):
+    """TensorRT 10.16 (JetPack 7.2) has no table of its own: it reads 10.15's, and the report
+    gives the json's reason instead of pretending to a 10.16 table."""
+    result = _run("lint", layernorm, flag, given, "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["trt_version"] == "10.15"
+    assert any("10.16" in note and "10.15" in note for note in data["notes"])
+    plain = _run("lint", layernorm, flag, given)
+    assert "note: TensorRT 10.16 (JetPack 7.2) is read with the 10.15 table" in plain.output
+    assert "note: TensorRT 10.16" not in _run("lint", layernorm, flag, "10.15").output

@@ -1,10 +1,11 @@
 """The API surface of a real TensorRT Python binding, read without TensorRT's native libraries.
 
 ``python tests/trt_surface.py`` runs inside a subprocess whose ``sys.path`` starts with one
-unpacked ``tensorrt-cu12-bindings`` wheel and whose ``LD_LIBRARY_PATH`` holds the C stub built by
-``tools/trt_bindings.py``: it prints, as JSON, every enum (members), every class (methods with
-their pybind signatures, overloads included; properties and whether they can be set) and every
-module-level value. One process per version, because two versions cannot share a process.
+unpacked ``tensorrt-cu12-bindings`` (``-cu13-`` for 10.16) wheel and whose ``LD_LIBRARY_PATH``
+holds the C stub built by ``tools/trt_bindings.py``: it prints, as JSON, every enum (members),
+every class (methods with their pybind signatures, overloads included; properties and whether
+they can be set) and every module-level value. One process per version, because two versions
+cannot share a process.
 
 The parent side (:func:`read_surface`, :func:`binding_dirs`) and the signature parser are plain
 Python, used by ``tests/runtime/test_trt_surface.py`` and by ``--snapshot``, which writes the
@@ -13,6 +14,7 @@ part of the surface the fake TensorRT (``tests/fake_tensorrt.py``) is built from
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -23,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SNAPSHOT_DIR = Path(__file__).resolve().parent / "trt_snapshots"
-VERSIONS = ("10.3.0", "10.13.0.35", "11.4.0.106")
+VERSIONS = ("10.3.0", "10.13.0.35", "10.16.1.11", "11.4.0.106")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -142,13 +144,15 @@ def missing_reason(version: str) -> str | None:
         return "no C compiler: the stub of TensorRT's native libraries cannot be built"
     folder = bindings_root() / version
     if not (folder / ".complete").is_file():
-        return (f"tensorrt-cu12-bindings {version} is not downloaded in {bindings_root()}; "
+        return (f"the TensorRT {version} bindings are not downloaded in {bindings_root()}; "
                 "run `python tools/trt_bindings.py` (the Makefile's environment step does)")
     return None
 
 
+@functools.cache
 def read_surface(version: str) -> dict:
-    """The surface of one real binding version, read in a subprocess of its own."""
+    """The surface of one real binding version, read in a subprocess of its own (once per session:
+    several test modules check it; callers must not modify it)."""
     folder = bindings_root() / version
     env = dict(os.environ, LD_LIBRARY_PATH=str(folder / "lib"), PYTHONPATH=str(folder))
     out = subprocess.run([sys.executable, __file__, "--dump"], env=env, capture_output=True,

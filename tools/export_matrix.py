@@ -1,57 +1,56 @@
-"""Measure which exporter/opset/shape-mode combinations work, per block and form (`make matrix`).
+"""``make matrix``: measure every block x form x exporter x opset x shape mode x precision.
 
-Prints one line per combination: pass, FAIL (ORT differs from PyTorch at some validated shape, with
-the worst error) or ERROR (export refused or failed, with the first line of the reason). Reference
-forms are included: they show which published forms break, and how, without the rewrite.
+    python tools/export_matrix.py [--out docs/matrix.json] [--html matrix.html]
+                                  [--blocks se cbam] [--opsets 17 18] [--workers 2]
+                                  [--markdown docs/compatibility.md]
+
+Resumes after an interruption (cells already measured are read from OUT.partial.jsonl), uses one
+worker process per core, prints a line per finished cell with the time left. Writes OUT (every
+cell's outcome and worst error per precision, and the TensorRT lint verdict per version), the
+sortable and filterable HTML page, and, with --markdown, the docs table generated from OUT.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
-import tempfile
-from collections import Counter
+import sys
+from pathlib import Path
 
-from attn_export.errors import AttnExportError
-from attn_export.export.pipeline import ExportRequest, export_block
-from attn_export.modules.registry import BLOCKS, SHAPE_MODES, list_blocks
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-
-def outcome(block: str, variant: str, exporter: str, opset: int, mode: str) -> str:
-    shape = (1, BLOCKS[block].default_channels, 16, 16)
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            result = export_block(ExportRequest(block=block, variant=variant, input_shape=shape,
-                                                opset=opset, exporter=exporter, dynamic=mode,
-                                                output_dir=tmp))
-        except AttnExportError as exc:
-            return f"ERROR {str(exc)[:110]}"
-        except Exception as exc:  # a crash is a measured outcome here, not a reason to stop
-            return f"CRASH {type(exc).__name__}: {str(exc).splitlines()[0][:100]}"
-    bad = [r for r in result.rows if not r.comparison.passed]
-    if bad:
-        worst = max(bad, key=lambda r: r.comparison.max_abs)
-        return f"FAIL max abs {worst.comparison.max_abs:.2e} at {worst.case}"
-    return "pass"
+from attn_export.report.matrix import EXPORTERS, FORMS, OPSETS, plan_cells, run_matrix  # noqa: E402
+from attn_export.report.matrix_page import (  # noqa: E402
+    markdown_table,
+    render_html,
+    replace_between_markers,
+)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    from attn_export.modules.registry import SHAPE_MODES, list_blocks
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("docs/matrix.json"))
+    parser.add_argument("--html", type=Path, default=Path("matrix.html"))
+    parser.add_argument("--markdown", type=Path, help="rewrite the table between this file's markers")
     parser.add_argument("--blocks", nargs="*", default=list_blocks())
-    parser.add_argument("--variants", nargs="*", default=["deploy", "reference"])
-    parser.add_argument("--exporters", nargs="*", default=["torchscript", "dynamo"])
-    parser.add_argument("--opsets", nargs="*", type=int, default=[11, 13, 17, 18])
+    parser.add_argument("--forms", nargs="*", default=list(FORMS))
+    parser.add_argument("--exporters", nargs="*", default=list(EXPORTERS))
+    parser.add_argument("--opsets", nargs="*", type=int, default=list(OPSETS))
     parser.add_argument("--modes", nargs="*", default=list(SHAPE_MODES))
+    parser.add_argument("--workers", type=int, default=None, help="default: min(cores, 2)")
     args = parser.parse_args()
-    tally: Counter = Counter()
-    for block, variant, exporter, opset, mode in itertools.product(
-            args.blocks, args.variants, args.exporters, args.opsets, args.modes):
-        if variant == "deploy" and mode not in BLOCKS[block].shape_modes:
-            continue  # refused by design; the refusal itself is tested
-        result = outcome(block, variant, exporter, opset, mode)
-        tally[(variant, result.split()[0])] += 1
-        print(f"{block:14} {variant:9} {exporter:11} {opset:>2} {mode:5} {result}", flush=True)
-    print("summary: " + ", ".join(f"{v} {k}: {n}" for (v, k), n in sorted(tally.items())))
+    cells = plan_cells(args.blocks, args.forms, args.exporters, args.opsets, args.modes)
+    print(f"[matrix] {len(cells)} cells -> {args.out}", file=sys.stderr)
+    matrix = run_matrix(args.out, cells, workers=args.workers,
+                        progress=lambda m: print(f"[matrix] {m}", file=sys.stderr, flush=True))
+    args.html.write_text(render_html(matrix))
+    table = markdown_table(matrix)
+    print(table)
+    if args.markdown:
+        args.markdown.write_text(replace_between_markers(args.markdown.read_text(), table,
+                                                         str(args.markdown)))
+    print(f"[matrix] wrote {args.out} and {args.html}", file=sys.stderr)
 
 
 if __name__ == "__main__":

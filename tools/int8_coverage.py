@@ -3,7 +3,7 @@
 For every block in the registry: the default export (``attn-export BLOCK``: torchscript, opset
 17, 1xCx32x32, simplified), then the INT8 Q/DQ graph as ``--precision int8`` writes it (seeded
 calibration; F2 keeps gates float; GEMVs and attention BMMs stay float), then the MAC count of
-``attn_export/export/macs.py``. Prints the README's table::
+``attn_export/export/macs.py``. Prints the table of docs/precision-tensorrt.md::
 
     python tools/int8_coverage.py [BLOCK ...]
 """

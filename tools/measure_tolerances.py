@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from attn_export.export.pipeline import ExportRequest, build_block, export_block, resolve
+from attn_export.export.pipeline import ExportRequest, export_block, resolve
 from attn_export.export.precision import precision_onnx_from_export
+from attn_export.export.sources import build_block
 from attn_export.modules.registry import BLOCKS, list_blocks
 from attn_export.runtime.compare import TOLERANCES, scale_metrics
 from attn_export.runtime.golden import load_golden

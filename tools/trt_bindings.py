@@ -1,12 +1,13 @@
-"""Fetch the real TensorRT Python bindings (10.3, 10.13, 11.4) and a C stub of their native libs.
+"""Fetch the real TensorRT Python bindings (10.3, 10.13, 10.16, 11.4) and a C stub of their libs.
 
-The ``tensorrt-cu12-bindings`` wheels hold only ``tensorrt_bindings/tensorrt.so``, which links
+The ``tensorrt-cu12-bindings`` / ``tensorrt-cu13-bindings`` wheels hold only
+``tensorrt_bindings/tensorrt.so``, which links
 ``libnvinfer.so.N``, ``libnvonnxparser.so.N`` and ``libnvinfer_plugin.so.N`` (N = 10 or 11).
 Those libraries need a GPU driver and cannot be installed here; ``tools/trt_stub.c`` stands in
 for them (every factory returns NULL), after which ``import tensorrt_bindings`` gives the whole
 API of that version: classes, methods, properties, enums and pybind's signatures. The test
-``tests/runtime/test_trt_surface.py`` checks our TensorRT calls and the fake TensorRT of the
-engine and runner tests against it.
+``tests/runtime/test_trt_calls.py`` checks our TensorRT calls and ``tests/runtime/test_trt_surface.py``
+the fake TensorRT of the engine and runner tests against it.
 
 Run by the Makefile's environment step (never at test time, which must not download)::
 
@@ -27,8 +28,15 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-VERSIONS = ("10.3.0", "10.13.0.35", "11.4.0.106")
-PACKAGE = "tensorrt-cu12-bindings"
+PACKAGES = {
+    "10.3.0": "tensorrt-cu12-bindings",       # JetPack 6.1/6.2
+    "10.13.0.35": "tensorrt-cu12-bindings",   # JetPack 7.0/7.1 (Thor)
+    "10.16.1.11": "tensorrt-cu13-bindings",   # JetPack 7.2 (CUDA 13; PyPI's newest 10.16)
+    "11.4.0.106": "tensorrt-cu12-bindings",
+}
+"""Version -> the wheel its bindings come from. The API surface does not depend on the CUDA
+major; 10.16 is taken from the CUDA 13 wheel because JetPack 7.2 is CUDA 13."""
+VERSIONS = tuple(PACKAGES)
 LIBRARIES = ("nvinfer", "nvonnxparser", "nvinfer_plugin")
 ROOT = Path(__file__).resolve().parent.parent
 STUB = ROOT / "tools" / "trt_stub.c"
@@ -47,7 +55,8 @@ def download(version: str, dest: Path) -> Path:
     """The wheel of ``version``, unpacked into ``dest`` (replaced atomically)."""
     with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
         subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-                        "--disable-pip-version-check", "-d", tmp, f"{PACKAGE}=={version}"],
+                        "--disable-pip-version-check", "-d", tmp,
+                        f"{PACKAGES[version]}=={version}"],
                        check=True)
         wheel = next(Path(tmp).glob("*.whl"))
         unpacked = Path(tmp) / "unpacked"
@@ -113,7 +122,8 @@ def main(argv: list[str]) -> int:
         return 0
     dest_root.mkdir(parents=True, exist_ok=True)
     for version in VERSIONS:
-        print(f"trt_bindings: {PACKAGE} {version} -> {prepare(version, dest_root, compiler)}")
+        print(f"trt_bindings: {PACKAGES[version]} {version} -> "
+              f"{prepare(version, dest_root, compiler)}")
     return 0
 
 

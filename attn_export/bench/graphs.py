@@ -52,8 +52,9 @@ def block_onnx(block: str, shape: tuple[int, int, int, int], variant: str, folde
     """Export ``block`` (``variant`` = deploy or reference) at a static ``shape`` as the CLI does:
     seeded weights, TorchScript at opset 17, onnxslim."""
     from attn_export.export.onnx_from_torch import onnx_from_torch
-    from attn_export.export.pipeline import ExportRequest, build_block, resolve
+    from attn_export.export.pipeline import ExportRequest, resolve
     from attn_export.export.simplified_onnx import simplified_onnx
+    from attn_export.export.sources import build_block
 
     req = resolve(ExportRequest(block=block, input_shape=tuple(shape), variant=variant,
                                 kwargs=dict(kwargs or {}), seed=seed, opset=BENCH_OPSET,

@@ -54,7 +54,7 @@ def result_text(result: BenchResult) -> str:
 
 
 def blocks_table(results: Sequence[BenchResult]) -> str:
-    """The issue's table: per block and shape, naive and deploy as multiples of the floor.
+    """The speed table: per block and shape, naive and deploy as multiples of the floor.
 
     Every figure is the median over rounds of the per-round ratio (fastest run of the graph over
     fastest run of the floor in the same round), with ``best`` (fastest run over fastest run in the

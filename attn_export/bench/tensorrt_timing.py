@@ -10,8 +10,9 @@ small engines; where capture fails (an engine TensorRT must enqueue with host sy
 bench says so and times plain launches. The floor is the one-``Mul`` ONNX built into an engine of
 the same precision with ``build_engine``.
 
-Never run here (no GPU, no TensorRT on these machines): the round loop, the result and the CLI
-path are tested with a fake loop; the CUDA calls follow the cuda-python runtime API.
+No GPU here: the round loop, the result and the CLI path are tested with a fake loop, and
+:class:`EngineLoop` over the fake TensorRT and a fake of the cuda-python runtime calls it makes
+(events, stream capture, graphs), which follow cuda-python's runtime API.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ from attn_export.bench.run import (
 )
 from attn_export.bench.timing import interleaved_bursts
 from attn_export.errors import AttnExportError, MissingDependencyError, ValidationError
+from attn_export.runtime.cuda_memory import CUDA_PYTHON_HINT as _INSTALL
 
-CUDA_PYTHON_HINT = ("timing a TensorRT engine needs cuda-python (`pip install cuda-python`, "
-                    "part of `attn-export[tensorrt]`) for CUDA events and graphs")
+CUDA_PYTHON_HINT = f"timing a TensorRT engine needs cuda-python for CUDA events and graphs: {_INSTALL}"
 
 
 def cudart():
@@ -58,86 +59,114 @@ def _ok(rt, result, what: str):
 
 
 class EngineLoop:
-    """An engine with resident buffers, launched on its own stream and timed with CUDA events."""
+    """An engine with resident buffers, launched on its own stream and timed with CUDA events.
 
-    def __init__(self, engine_path: Path, feed: dict[str, np.ndarray], use_cuda_graph: bool):
-        from attn_export.runtime.tensorrt_runner import describe_engine, import_tensorrt, make_logger
+    Opened like the runner opens engines (:func:`~attn_export.runtime.trt_engine.open_engine`:
+    lean runtime, host code for version-compatible plans, TensorRT's reason when it refuses the
+    plan); memory from the runner's cuda-python backend. ``rt`` is cuda-python's runtime module
+    (events, graphs), given by tests.
+    """
 
-        trt, self.rt = import_tensorrt(), cudart()
-        self.logger = make_logger(trt)
-        self.runtime = trt.Runtime(self.logger)
-        self.engine = self.runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
-        self.context = self.engine.create_execution_context()
-        self.stream = _ok(self.rt, self.rt.cudaStreamCreate(), "cudaStreamCreate")
-        self.buffers: list[int] = []
-        self._bind(describe_engine(self.engine, trt), feed)
-        self.graph_exec = None
+    def __init__(self, engine_path: Path, feed: dict[str, np.ndarray], use_cuda_graph: bool,
+                 rt=None):
+        from attn_export.runtime import cuda_memory
+        from attn_export.runtime.sidecar import read_sidecar
+        from attn_export.runtime.tensorrt_runner import import_tensorrt
+        from attn_export.runtime.trt_engine import open_engine
+
+        trt, self.rt = import_tensorrt(), rt or cudart()
+        self.graph = self.graph_exec = None
         self.note = ""
-        self.launch()  # TensorRT settles shapes on the first enqueue; capture after it
-        if use_cuda_graph:
-            self._capture()
+        self.opened = open_engine(trt, engine_path, read_sidecar(engine_path))
+        engine = self.opened.engine
+        self.context = engine.create_execution_context()
+        self.cuda = cuda_memory.cuda_backend("cuda-python")
+        self.buffers = cuda_memory.ResidentBuffers(self.cuda)
+        try:
+            self._bind(feed)
+            self.launch()  # TensorRT settles shapes on the first enqueue; capture after it
+            if use_cuda_graph:
+                self._capture()
+        except BaseException:
+            self.close()
+            raise
 
-    def _malloc(self, nbytes: int) -> int:
-        ptr = int(_ok(self.rt, self.rt.cudaMalloc(max(1, nbytes)), "cudaMalloc"))
-        self.buffers.append(ptr)
-        return ptr
+    @property
+    def stream(self):
+        return self.cuda.stream
 
-    def _bind(self, io, feed) -> None:
-        rt = self.rt
+    def _bind(self, feed) -> None:
+        from attn_export.runtime.trt_engine import set_input_shapes
+
+        io = self.opened.io
+        set_input_shapes(self.context, {t.name: feed[t.name].shape for t in io if t.is_input},
+                         "bench")
         for t in io:
             if t.is_input:
-                array = np.ascontiguousarray(feed[t.name])
-                ptr = self._malloc(array.nbytes)
-                _ok(rt, rt.cudaMemcpy(ptr, array.ctypes.data, array.nbytes,
-                                      rt.cudaMemcpyKind.cudaMemcpyHostToDevice), "cudaMemcpy")
-                self.context.set_input_shape(t.name, tuple(array.shape))
-                self.context.set_tensor_address(t.name, ptr)
+                self._address(t.name, self.buffers.upload(t.name, feed[t.name]))
         for t in io:
             if not t.is_input:
                 shape = tuple(int(d) for d in self.context.get_tensor_shape(t.name))
-                ptr = self._malloc(int(np.prod(shape)) * np.dtype(t.dtype).itemsize)
-                self.context.set_tensor_address(t.name, ptr)
+                nbytes = int(np.prod(shape)) * np.dtype(t.dtype).itemsize
+                self._address(t.name, self.buffers.address(t.name, nbytes))
+        self.cuda.synchronize()
+
+    def _address(self, name: str, address: int) -> None:
+        if not self.context.set_tensor_address(name, address):
+            raise ValidationError(f"TensorRT refused the device address of tensor {name!r}")
 
     def _capture(self) -> None:
         rt = self.rt
         mode = rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
         try:
             _ok(rt, rt.cudaStreamBeginCapture(self.stream, mode), "cudaStreamBeginCapture")
-            self.context.execute_async_v3(int(self.stream))
-            graph = _ok(rt, rt.cudaStreamEndCapture(self.stream), "cudaStreamEndCapture")
-            self.graph_exec = _ok(rt, rt.cudaGraphInstantiate(graph, 0), "cudaGraphInstantiate")
+            self.context.execute_async_v3(self.cuda.stream_handle())
+            self.graph = _ok(rt, rt.cudaStreamEndCapture(self.stream), "cudaStreamEndCapture")
+            self.graph_exec = _ok(rt, rt.cudaGraphInstantiate(self.graph, 0),
+                                  "cudaGraphInstantiate")
         except ValidationError as exc:
             self.note = (f"the engine could not be captured into a CUDA graph ({exc}); timed "
                          "with plain launches")
-            self.graph_exec = None
+            self._destroy_graph()
+
+    def _destroy_graph(self) -> None:
+        if self.graph_exec is not None:
+            self.rt.cudaGraphExecDestroy(self.graph_exec)
+        if self.graph is not None:
+            self.rt.cudaGraphDestroy(self.graph)
+        self.graph = self.graph_exec = None
 
     def launch(self) -> None:
         if self.graph_exec is not None:
             _ok(self.rt, self.rt.cudaGraphLaunch(self.graph_exec, self.stream), "cudaGraphLaunch")
-        elif not self.context.execute_async_v3(int(self.stream)):
+        elif not self.context.execute_async_v3(self.cuda.stream_handle()):
             raise ValidationError("execute_async_v3 failed while timing the engine")
 
     def burst(self, iters: int) -> list[float]:
         """``iters`` launches with an event between each; seconds per launch (GPU time)."""
         rt = self.rt
         events = [_ok(rt, rt.cudaEventCreate(), "cudaEventCreate") for _ in range(iters + 1)]
-        _ok(rt, rt.cudaEventRecord(events[0], self.stream), "cudaEventRecord")
-        for i in range(iters):
-            self.launch()
-            _ok(rt, rt.cudaEventRecord(events[i + 1], self.stream), "cudaEventRecord")
-        _ok(rt, rt.cudaEventSynchronize(events[-1]), "cudaEventSynchronize")
-        times = [_ok(rt, rt.cudaEventElapsedTime(a, b), "cudaEventElapsedTime") / 1e3
-                 for a, b in zip(events, events[1:])]
-        for ev in events:
-            rt.cudaEventDestroy(ev)
-        return times
+        try:
+            _ok(rt, rt.cudaEventRecord(events[0], self.stream), "cudaEventRecord")
+            for i in range(iters):
+                self.launch()
+                _ok(rt, rt.cudaEventRecord(events[i + 1], self.stream), "cudaEventRecord")
+            _ok(rt, rt.cudaEventSynchronize(events[-1]), "cudaEventSynchronize")
+            return [_ok(rt, rt.cudaEventElapsedTime(a, b), "cudaEventElapsedTime") / 1e3
+                    for a, b in zip(events, events[1:])]
+        finally:
+            for ev in events:
+                rt.cudaEventDestroy(ev)
 
     def close(self) -> None:
-        for ptr in self.buffers:
-            self.rt.cudaFree(ptr)
-        self.buffers.clear()
-        self.rt.cudaStreamDestroy(self.stream)
-        self.context = self.engine = self.runtime = None
+        """Graph, graph exec, buffers, stream, context and engine, in that order."""
+        self._destroy_graph()
+        if self.buffers is not None:
+            self.cuda.synchronize()
+            self.buffers.release()
+            self.cuda.close()
+        self.buffers = None
+        self.context = self.opened = None
 
 
 LoopFactory = Callable[[Path, dict, bool], object]
@@ -177,7 +206,7 @@ def bench_engine(engine: Path, shapes: Sequence[tuple[int, ...]], settings: Benc
                  use_cuda_graph: bool = False, loop: LoopFactory = EngineLoop,
                  runner_cls=None, floor_builder=floor_engine) -> BenchResult:
     """The engine (and its floor engine, where one can be built) interleaved at each shape."""
-    from attn_export.export.sidecar import read_sidecar
+    from attn_export.runtime.sidecar import read_sidecar
 
     name, todo = checked_input(engine, shapes, runner_cls)
     sidecar = read_sidecar(engine)

@@ -1,1 +1,1 @@
-"""The ``attn-export`` verbs that have outgrown ``cli.py``: one module per verb, plus ``common``."""
+"""The ``attn-export`` verbs: one module per verb, plus ``common`` (what they share)."""

@@ -35,9 +35,13 @@ def _levels(_ctx, _param, value: str) -> list[int]:
               help="Requests per concurrency level.")
 @click.option("--protocols", type=click.Choice(["both", "http", "grpc"]), default="both",
               show_default=True)
+@click.option("--client", "client_kind", type=click.Choice(["tritonclient", "raw"]),
+              default="tritonclient", show_default=True,
+              help="tritonclient (what applications use) or raw: prebuilt request bytes on a "
+              "keep-alive connection / plain gRPC channel, nothing decoded (the server's own share).")
 @handle_errors
 def bench_serve_command(url, model, grpc_url, unbatched_model, onnx_path, repo, shape, concurrency,
-                        requests, protocols):
+                        requests, protocols, client_kind):
     """Load a running server (URL = HTTP host:port) with MODEL and print p50/p90/p99 and req/s."""
     import numpy as np
     import tritonclient.http as httpclient
@@ -58,8 +62,9 @@ def bench_serve_command(url, model, grpc_url, unbatched_model, onnx_path, repo, 
         target = url if protocol == "http" else grpc_url
         for name in [model, *([unbatched_model] if unbatched_model else [])]:
             for c in concurrency:
-                click.echo(f"... {protocol} {name} concurrency {c}", err=True)
-                levels.append(run_level(protocol, target, name, feed, datatypes, c, requests))
+                click.echo(f"... {protocol} ({client_kind}) {name} concurrency {c}", err=True)
+                levels.append(run_level(protocol, target, name, feed, datatypes, c, requests,
+                                        client=client_kind))
     click.echo(format_levels(levels))
     for line in summary(levels, model):
         click.echo(line)

@@ -1,7 +1,7 @@
 """What every ``attn-export`` verb shares: one-line failures, the error wrapper, flag parsers.
 
-Each verb lives in its own module under ``attn_export/commands/`` (or in ``cli.py`` for the
-original ones) and imports these, so a new verb never has to edit another verb's code.
+Each verb lives in its own module under ``attn_export/commands/`` and imports these, so a new
+verb never has to edit another verb's code.
 Nothing heavy is imported here: ``attn-export --help`` must work without torch.
 """
 
@@ -17,6 +17,8 @@ import click
 from attn_export.errors import AttnExportError
 from attn_export.termination import EXIT_STATUS as TERMINATED_STATUS
 from attn_export.termination import Terminated
+
+OPSET_HELP = "ONNX opset, 11..21 (TensorRT 8.5 parses up to 17, 10.x up to 20)."
 
 
 def fail(message: str) -> None:
@@ -106,15 +108,15 @@ def parse_target_trt(_ctx, _param, value: str | None) -> str | None:
     if value is None:
         return None
     from attn_export.errors import ValidationError
-    from attn_export.export.precision_plan import parse_trt_version
+    from attn_export.runtime.trt_version import TrtVersion
 
     try:
-        major, minor, patch = parse_trt_version(value)
+        version = TrtVersion.parse(value)
     except ValidationError as exc:
         raise click.BadParameter(str(exc)) from None
-    if major < 10:
+    if version.major < 10:
         raise click.BadParameter(f"TensorRT {value} is not supported; expected 10.x or 11.x")
-    return f"{major}.{minor}.{patch}"
+    return ".".join(map(str, version.triple))
 
 
 def echo_warnings(caught) -> None:

@@ -11,7 +11,15 @@ from pathlib import Path
 
 import click
 
-from attn_export.commands.common import fail, handle_errors, parse_sets, parse_shape
+from attn_export.commands.common import (
+    fail,
+    handle_errors,
+    parse_sets,
+    parse_shape,
+    parse_target_trt,
+)
+from attn_export.commands.report import REPORT_HELP, html_report_after
+from attn_export.commands.scan import MAP_HELP, parse_maps
 
 OPSET_HELP = "ONNX opset, 11..21 (TensorRT 8.5 parses up to 17, 10.x up to 20)."
 
@@ -23,6 +31,18 @@ def _progress():
         click.echo(f"[{time.perf_counter() - start:6.1f} s] {message}", err=True)
 
     return echo
+
+
+def _say_waiting(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def format_swaps(swaps, network_diff: float) -> str:
+    """The swap table the command prints: every block, the recogniser that found it, what
+    replaced it, the difference; kept modules with their reason."""
+    from attn_export.models.swap_report import format_swap_records
+
+    return format_swap_records(swaps, network_diff)
 
 
 def _list(as_json: bool, markdown: bool) -> None:
@@ -45,7 +65,8 @@ def _list(as_json: bool, markdown: bool) -> None:
 
 
 def markdown_table() -> str:
-    """The README's Networks table, generated from the model registry (a test keeps it in sync)."""
+    """The network table of docs/networks.md, generated from the model registry
+    (tools/update_docs_tables.py writes it; tests/test_docs.py keeps it in sync)."""
     from attn_export.models.registry import MODELS, list_models
 
     lines = ["| network | task | block slots | params | test size | checkpoint layouts | "
@@ -86,6 +107,9 @@ def markdown_table() -> str:
               "[exports/NETWORK].")
 @click.option("--inputs", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Extra validation input (.npy, NCHW), repeatable.")
+@click.option("--natural-inputs", is_flag=True,
+              help="Also validate on natural images (scikit-learn's sample photographs for 3 "
+              "channels, its digits shaped to the input otherwise).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32",
               show_default=True, help="Also write NETWORK.fp16.onnx / NETWORK.int8.onnx (host "
@@ -93,13 +117,19 @@ def markdown_table() -> str:
 @click.option("--calib-data", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="INT8 calibration inputs: a folder of .npy images (default: seeded samples).")
 @click.option("--engine", is_flag=True, help="Also build a TensorRT engine and validate it.")
-@click.option("--trt-version", "target_trt", help="TensorRT the precision plan targets [10.3].")
+@click.option("--trt-version", "target_trt", callback=parse_target_trt,
+              help="TensorRT the precision plan targets, e.g. 10.3 (JetPack 6) or 11.0 "
+              "[the installed one, else 10.3].")
+@click.option("--map", "maps", multiple=True, callback=parse_maps, metavar="CLASS=BLOCK[:SOURCE]",
+              help=MAP_HELP)
+@click.option("--report", "html_report", is_flag=True, help=REPORT_HELP)
 @click.option("--json", "as_json", is_flag=True, help="With `model list`: machine-readable.")
-@click.option("--markdown", is_flag=True, help="With `model list`: the README's table.")
+@click.option("--markdown", is_flag=True, help="With `model list`: the Markdown table of docs/networks.md.")
 @handle_errors
 def model_command(network, checkpoint, source, attn, sets, input_shape, dynamic, num_classes,
-                  opset, exporter, simplifier, output_dir, inputs, seed, precision, calib_data,
-                  engine, target_trt, as_json, markdown):
+                  opset, exporter, simplifier, output_dir, inputs, natural_inputs, seed,
+                  precision, calib_data,
+                  engine, target_trt, maps, html_report, as_json, markdown):
     """Export NETWORK (a registered name, or FILE.py:FUNCTION) with its blocks swapped.
 
     Builds (or loads with --checkpoint), swaps every attention block for its deploy twin (proven
@@ -109,7 +139,7 @@ def model_command(network, checkpoint, source, attn, sets, input_shape, dynamic,
     if network == "list":
         _list(as_json, markdown)
         return
-    from attn_export.models.user import is_user_spec
+    from attn_export.export.user_file import is_user_spec
 
     if not is_user_spec(network):
         from attn_export.models.registry import model_card
@@ -123,15 +153,39 @@ def model_command(network, checkpoint, source, attn, sets, input_shape, dynamic,
         from attn_export.runtime.tensorrt_runner import import_tensorrt
 
         import_tensorrt()
-    from attn_export.models.export import ModelRequest, check_passed, export_model, format_swaps
+    from attn_export.atomic import folder_lock
+    from attn_export.export.pipeline import export, resolve
+    from attn_export.export.request import network_request
+
+    req = resolve(network_request(
+        network, sets, checkpoint=checkpoint, layout=source, attn=attn, input_shape=input_shape,
+        dynamic=dynamic, num_classes=num_classes, opset=opset, exporter=exporter,
+        simplifier=simplifier, output_dir=output_dir, inputs=[Path(p) for p in inputs],
+        seed=seed, calib_data=calib_data, natural=natural_inputs, maps=maps))
+    if precision == "int8":
+        from attn_export.export.precision import check_int8_opset
+
+        check_int8_opset(opset, f"--opset {opset}")
+    with folder_lock(req.output_dir, on_wait=_say_waiting), \
+            html_report_after(req.output_dir, html_report):  # export, precision, engine: one writer
+        result = export(req, on_wait=_say_waiting, progress=_progress())
+        _print_export(result, network, opset, dynamic)
+        if precision != "fp32":
+            _reduced_precision(result, precision, calib_data, target_trt, seed)
+        if engine:
+            from attn_export.commands.engine_build import build_and_validate
+            from attn_export.export.engine_from_onnx import BuildOptions
+
+            build_and_validate(result.onnx_path, BuildOptions(
+                precision=precision, shape_mode=dynamic, calib_data=calib_data),
+                result.golden_path, target_trt)
+
+
+def _print_export(result, network: str, opset: int, dynamic: str) -> None:
+    """The checkpoint, the swap table, the validation table; exit 1 beyond tolerance."""
     from attn_export.runtime.network_rule import tolerance_note
     from attn_export.runtime.validate import format_table
 
-    result = export_model(ModelRequest(
-        model=network, checkpoint=checkpoint, source=source, attn=attn, sets=sets,
-        input_shape=input_shape, dynamic=dynamic, num_classes=num_classes, opset=opset,
-        exporter=exporter, simplifier=simplifier, output_dir=output_dir,
-        inputs=[Path(p) for p in inputs], seed=seed), progress=_progress())
     r = result.report
     loaded = r["network"]["checkpoint"]
     click.echo(f"{network}: {r['network']['parameters']:,} parameters, "
@@ -145,33 +199,29 @@ def model_command(network, checkpoint, source, attn, sets, input_shape, dynamic,
     click.echo(format_table(result.rows))
     click.echo(tolerance_note("fp32"))
     click.echo(f"wrote {result.onnx_path}, {result.golden_path}, {result.report_path}")
-    check_passed(result)
-    if precision != "fp32":
-        _reduced_precision(result, precision, calib_data, target_trt, seed)
-    if engine:
-        from attn_export.cli import _build_and_validate
-        from attn_export.export.engine_from_onnx import BuildOptions
-
-        _build_and_validate(result.onnx_path, BuildOptions(
-            precision=precision, shape_mode=dynamic, calib_data=calib_data),
-            result.golden_path, target_trt)
+    if not result.passed:
+        fail(f"{result.onnx_path}: ONNX Runtime differs from PyTorch beyond the fp32 tolerance "
+             "(see the table)")
 
 
 def _reduced_precision(result, precision, calib_data, target_trt, seed) -> None:
     """NETWORK.fp16.onnx / NETWORK.int8.onnx, validated, with the per-block gate error (INT8)."""
-    from attn_export.models.precision import network_precision
+    from attn_export.commands.engine_build import installed_trt
+    from attn_export.export.network_precision import network_precision
     from attn_export.runtime.validate import format_table
 
     _progress()(f"writing and validating the {precision} graph"
                 + (" (calibrating; gates stay float)" if precision == "int8" else ""))
     out = network_precision(result.onnx_path, result.golden_path, precision, calib_data,
-                            target_trt or "10.3", seed, [s.path for s in result.swaps],
+                            target_trt or installed_trt(), seed, [s.path for s in result.swaps],
                             result.task == "classify")
     for message in out.warnings:
         click.echo(f"warning: {message}", err=True)
     e = out.export
     click.echo(f"{precision} graph -> {e.path}  ({len(e.kept_float)} nodes kept float"
                + (f"; calibration: {e.calibration}" if e.calibration else "") + ")")
+    for note in e.plan.notes:
+        click.echo(f"TensorRT {e.plan.trt_version} plan: {note}")
     click.echo(format_table(e.rows))
     from attn_export.runtime.network_rule import tolerance_note
 
@@ -180,6 +230,8 @@ def _reduced_precision(result, precision, calib_data, target_trt, seed) -> None:
     if precision == "int8":
         for path, err in out.gate_error.items():
             click.echo(f"gate error {path}: max |int8 - fp32| {err:.3g}")
+        if out.gate_error:
+            click.echo(f"gates kept float (F2): {', '.join(out.gate_error)}")
         click.echo(f"overall cosine {out.cosine:.6f}" + (
             f"; top-1 agreement with fp32 on the {out.samples} calibration inputs "
             f"{out.top1_agreement:.1%}" if out.top1_agreement is not None else ""))

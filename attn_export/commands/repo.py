@@ -34,23 +34,28 @@ from attn_export.commands.common import fail, handle_errors
 @handle_errors
 def repo_command(export_dirs, out, prefer, precision, max_batch, max_queue_delay_us, max_queue_size,
                  instances, names, no_dynamic_batching, force):
-    """Write EXPORT_DIRS as a Triton model repository (config.pbtxt, model.onnx/model.plan, golden)."""
+    """Write EXPORT_DIRS as a Triton model repository (config.pbtxt, model.onnx/model.plan, golden).
+
+    Engines of one model built on different GPUs (several folders under one name, or one folder
+    holding several engines) become one model with a plan per compute capability
+    (model.sm87.plan, model.sm110.plan) named in config.pbtxt's cc_model_filenames.
+    """
     from attn_export.serve.config import BatchOptions, model_config_pb2
-    from attn_export.serve.repository import plan_model, source_from_export, write_repository
+    from attn_export.serve.repository import plan_models, source_from_export, write_repository
 
     if names and len(names) != len(export_dirs):
         fail(f"{len(names)} --name for {len(export_dirs)} export folders; give one per folder, in order")
     model_config_pb2()  # a missing serving extra fails before any work
     options = BatchOptions(max_batch, max_queue_delay_us, max_queue_size, instances,
                            dynamic_batching=not no_dynamic_batching)
-    planned = []
-    for i, folder in enumerate(export_dirs):
-        source = source_from_export(folder, precision)
-        planned.append(plan_model(names[i] if names else source.block, source, prefer, options))
+    sources = [source_from_export(folder, precision) for folder in export_dirs]
+    planned = plan_models([(names[i] if names else s.block, s) for i, s in enumerate(sources)],
+                          prefer, options)
     write_repository(planned, out, force)
     for p in planned:
         cfg = p.config
-        click.echo(f"{p.name}: {cfg.platform}, max_batch_size {cfg.max_batch_size}, "
+        devices = f", engines for compute capability {', '.join(p.plans)}" if p.plans else ""
+        click.echo(f"{p.name}: {cfg.platform}{devices}, max_batch_size {cfg.max_batch_size}, "
                    f"{cfg.instance_group[0].count} instance(s) <- {p.source.export_dir}"
                    + ("" if p.source.golden else " (no golden file)"))
     click.echo(f"wrote {out} ({len(planned)} models); serve it with `attn-export serve {out}` or "

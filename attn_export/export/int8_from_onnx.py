@@ -46,24 +46,36 @@ CALIB_METHODS = ("minmax", "entropy", "percentile")
 
 
 def gate_nodes(model) -> list[str]:
-    """Names of the nodes F2 keeps out of INT8: every Sigmoid / HardSigmoid, the shape-only ops
-    between it and a Mul, and that Mul (the multiply that applies the gate)."""
+    """Names of the nodes F2 keeps out of INT8: every Sigmoid / HardSigmoid attention gate, the
+    shape-only ops between it and a Mul, and that Mul (the multiply that applies the gate). A Mul
+    of two gates (CoordAtt's ``a_h * a_w``) is itself a gate: the multiply that applies it is
+    followed too. Activations (SiLU's ``x * sigmoid(x)``, HardSwish, GLU) are not gates
+    (``onnx_gates``)."""
+    from attn_export.export.onnx_gates import GateGraph
+
+    graph = GateGraph.of(model)
     consumers: dict[str, list] = {}
     for node in model.graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
     found: list[str] = []
+    gated: set[str] = set()  # tensors that are a gate or a shape-only view / product of gates
     for node in model.graph.node:
-        if node.op_type not in GATE_OPS:
+        if node.op_type not in GATE_OPS or not graph.is_gate(node):
             continue
         found.append(node.name)
         frontier, path = list(node.output), []
+        gated.update(node.output)
         while frontier:
             for user in consumers.get(frontier.pop(), []):
                 if user.op_type == "Mul":
                     found.extend([*path, user.name])
+                    if all(name in gated for name in user.input):
+                        gated.update(user.output)
+                        frontier.extend(user.output)
                 elif user.op_type in _TRANSPARENT_OPS:
                     path.append(user.name)
+                    gated.update(user.output)
                     frontier.extend(user.output)
     return list(dict.fromkeys(found))
 
@@ -172,6 +184,17 @@ def calibration_feeds_from_dir(
         if len(feeds) >= limit:
             break
     return feeds[:limit]
+
+
+def finite_feeds(feeds: Sequence[Feed], source: str | Path) -> list[Feed]:
+    """Refuse calibration (or range-check) data holding NaN/inf: one such value makes every
+    calibrated scale NaN, and the graph then fails validation for a reason that is not its own."""
+    from attn_export.runtime.inputs import check_real_finite
+
+    for i, feed in enumerate(feeds):
+        for name, array in feed.items():
+            check_real_finite(array, f"calibration data {source} (sample {i}, input {name!r})")
+    return list(feeds)
 
 
 def _read_calib_file(path: Path, inputs: Sequence[TensorSpec]) -> dict[str, np.ndarray]:

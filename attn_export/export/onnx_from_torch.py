@@ -1,9 +1,10 @@
 """torch -> ONNX with either exporter, refusing what an exporter cannot honour instead of hiding it.
 
-Default exporter: ``torchscript``. Measured on torch 2.13 (see README): it emits exactly the requested
-opset from 11 to 21, while the dynamo exporter builds opset 18 and converts down; that conversion
-fails for ``ReduceMean``/``ReduceMax`` (axes moved from attribute to input), which every attention
-block uses, and the dynamo exporter then silently keeps opset 18. We detect that and raise.
+Default exporter: ``torchscript``. Measured on torch 2.13 (see docs/compatibility.md): it emits
+exactly the requested opset from 11 to 21, while the dynamo exporter builds opset 18 and converts
+down; that conversion fails for ``ReduceMean``/``ReduceMax`` (axes moved from attribute to input),
+which every attention block uses, and the dynamo exporter then silently keeps opset 18. We detect
+that and raise.
 """
 
 from __future__ import annotations

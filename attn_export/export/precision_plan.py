@@ -6,12 +6,12 @@ removed weak typing, so there the precision must be in the ONNX itself (see ``en
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from attn_export.errors import ValidationError
+from attn_export.runtime.trt_version import TrtVersion
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -27,7 +27,8 @@ class PrecisionPlan:
 
     Attributes:
         precision: fp32, fp16 or int8 (also the tolerance row the engine is judged by).
-        trt_version: the target TensorRT version, (major, minor, patch).
+        trt_version: the target TensorRT version as (major, minor, patch); a tuple given here is
+            read with :class:`TrtVersion`.
         graph: which ONNX to parse: ``fp32`` (BLOCK.onnx), ``fp16`` (BLOCK.fp16.onnx) or ``qdq``
             (BLOCK.int8.onnx).
         strongly_typed: create the network with ``NetworkDefinitionCreationFlag.STRONGLY_TYPED``
@@ -43,7 +44,7 @@ class PrecisionPlan:
     """
 
     precision: str
-    trt_version: tuple[int, int, int]
+    trt_version: TrtVersion
     graph: str
     strongly_typed: bool
     builder_flags: tuple[str, ...] = ()
@@ -51,33 +52,20 @@ class PrecisionPlan:
     pin_fp32_layers: bool = False
     notes: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "trt_version", TrtVersion(TrtVersion.parse(self.trt_version).triple))
+
     def to_dict(self) -> dict:
         return {
-            "precision": self.precision, "trt_version": ".".join(map(str, self.trt_version)),
+            "precision": self.precision, "trt_version": str(self.trt_version),
             "graph": self.graph, "strongly_typed": self.strongly_typed,
             "builder_flags": list(self.builder_flags), "cleared_flags": list(self.cleared_flags),
             "pin_fp32_layers": self.pin_fp32_layers, "notes": list(self.notes),
         }
 
 
-def parse_trt_version(version: str | Sequence[int]) -> tuple[int, int, int]:
-    """``"10.3"`` / ``"10.3.0.30"`` / ``(11, 0)`` -> ``(10, 3, 0)``."""
-    if isinstance(version, str):
-        parts = re.findall(r"\d+", version)
-        if not parts or not re.fullmatch(r"\s*\d+(\.\d+)*\S*\s*", version):
-            raise ValidationError(
-                f"cannot read TensorRT version {version!r}; expected MAJOR[.MINOR[.PATCH]], "
-                "e.g. 10.3 (JetPack 6) or 11.0"
-            )
-        numbers = [int(p) for p in parts]
-    else:
-        numbers = [int(p) for p in version]
-    numbers = (numbers + [0, 0, 0])[:3]
-    return numbers[0], numbers[1], numbers[2]
-
-
 def plan_precision(
-    precision: str, trt_version: str | Sequence[int], fp16_mode: str = "typed"
+    precision: str, trt_version: str | Sequence[int] | TrtVersion, fp16_mode: str = "typed"
 ) -> PrecisionPlan:
     """Choose how to build ``precision`` for TensorRT ``trt_version`` (10.x or 11.x).
 
@@ -91,22 +79,22 @@ def plan_precision(
     Raises:
         ValidationError: unknown precision or mode, TensorRT older than 10, or ``flag`` on 11.x.
     """
-    version = parse_trt_version(trt_version)
+    version = TrtVersion(TrtVersion.parse(trt_version).triple)
     if precision not in PRECISIONS:
         raise ValidationError(f"unknown precision {precision!r}; expected one of "
                               f"{', '.join(PRECISIONS)}")
     if fp16_mode not in FP16_MODES:
         raise ValidationError(f"unknown fp16 mode {fp16_mode!r}; expected one of "
                               f"{', '.join(FP16_MODES)}")
-    if version[0] < 10:
+    if version.major < 10:
         raise ValidationError(
-            f"TensorRT {'.'.join(map(str, version))} is not supported: attn-export builds with the "
+            f"TensorRT {version} is not supported: attn-export builds with the "
             "TensorRT 10 tensor API (JetPack 6 ships 10.3); upgrade TensorRT or export ONNX only"
         )
-    weak_allowed = version[0] == 10
+    weak_allowed = version.major == 10
     if fp16_mode == "flag" and not weak_allowed and precision != "fp32":  # fp32 sets no FP16 flag
         raise ValidationError(
-            f"--fp16-mode flag needs weak typing, which TensorRT {version[0]}.x removed "
+            f"--fp16-mode flag needs weak typing, which TensorRT {version.major}.x removed "
             "(BuilderFlag.FP16 is gone); use the default --fp16-mode typed"
         )
     tf32 = ("TF32",)

@@ -1,4 +1,5 @@
-"""Host networks with attention slots, the official layouts they load, and their export.
+"""Host networks with attention slots and the official layouts they load (exporting them is
+:mod:`attn_export.export`'s job).
 
 ``create_model("resnet18", attn="eca")`` builds a network by registry name (``list_models()``);
 the cards live in :mod:`attn_export.models.registry` (torch-free).

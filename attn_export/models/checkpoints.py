@@ -21,6 +21,7 @@ from torch import nn
 
 from attn_export.errors import CheckpointError
 from attn_export.modules.base import AttentionBlock
+from attn_export.modules.state_dict import read_state_dict
 
 LAYOUT_DIR = Path(__file__).resolve().parent / "layouts"
 StateDict = dict[str, Any]
@@ -37,53 +38,6 @@ class LoadedCheckpoint:
 
     def to_dict(self) -> dict:
         return {**self.__dict__, "rebuilt_blocks": list(self.rebuilt_blocks)}
-
-
-# ----------------------------------------------------------------------------------------------
-# Reading.
-
-
-def _refusal(path: Path, exc: Exception) -> CheckpointError:
-    text = str(exc)
-    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
-    if found and found.group(1).startswith("ultralytics"):
-        return CheckpointError(
-            f"{path} pickles a whole Ultralytics model ({found.group(1)}), which "
-            "torch.load(weights_only=True) refuses (it would run code from the file); save its "
-            "state_dict instead: python -c \"import torch; from ultralytics import YOLO; "
-            f"torch.save(YOLO('{path.name}').model.state_dict(), '{path.stem}_state_dict.pt')\""
-        )
-    if found:
-        return CheckpointError(
-            f"{path} pickles a Python object ({found.group(1)}), not a state_dict; "
-            "torch.load(weights_only=True) refuses it. Save the weights with "
-            "torch.save(model.state_dict(), path)"
-        )
-    first = text.strip().splitlines()[0][:200] if text.strip() else type(exc).__name__
-    return CheckpointError(f"cannot read checkpoint {path}: {first}; expected a file saved with "
-                           "torch.save(model.state_dict(), path)")
-
-
-def read_state_dict(path_or_sd: str | Path | Mapping[str, Any]) -> StateDict:
-    """The state_dict in a file (``weights_only=True``), unwrapped and without ``module.``."""
-    if isinstance(path_or_sd, Mapping):
-        obj: Any = path_or_sd
-    else:
-        import torch
-
-        path = Path(path_or_sd)
-        try:
-            obj = torch.load(str(path), map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises pickle, zip, OS and runtime errors alike
-            raise _refusal(path, exc) from None
-    for key in ("state_dict", "model", "state_dict_ema"):
-        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
-            obj = obj[key]
-            break
-    if not isinstance(obj, Mapping) or not all(hasattr(v, "shape") for v in obj.values()):
-        raise CheckpointError(f"{path_or_sd} holds no state_dict (a mapping of names to "
-                              "tensors, optionally under 'state_dict' or 'model')")
-    return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
 # ----------------------------------------------------------------------------------------------

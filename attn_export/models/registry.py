@@ -1,4 +1,4 @@
-"""The one plain dict from network name to its card, read by the CLI, the README table and the tests.
+"""The one plain dict from network name to its card, read by the CLI, the docs table and the tests.
 
 Torch-free on purpose, like the block registry: ``attn-export model list`` and ``--help`` must work
 without torch, so a card names its builder by module and function and imports it only to build.
@@ -29,7 +29,7 @@ class ModelCard:
         task: classify, detect or segment (decides the accuracy proxy of INT8 reports).
         attn: the block in its slots by default (``None``: an empty slot the user fills with
             ``attn=``); ``fixed`` cards (official layouts) refuse another block.
-        slot: where the blocks sit, in words (the README table shows it).
+        slot: where the blocks sit, in words (the table in docs/networks.md shows it).
         positions: the ``position=`` values the builder accepts.
         input_size: the H, W the network was published at.
         test_size: a small H, W at which it still exports and validates (tests, examples).
@@ -40,7 +40,7 @@ class ModelCard:
         layout: the recorded checkpoint layout (``attn_export/models/layouts/LAYOUT.json``).
         sources: checkpoint layouts ``--source`` accepts, besides ``ours``.
         checkpoint: where the published weights live (download-only; never fetched here).
-        notes: export notes shown by ``attn-export model list --json`` and the README.
+        notes: export notes shown by ``attn-export model list --json`` and docs/networks.md.
         fixed: the blocks and their arguments are part of the published layout.
         kwargs: builder keyword arguments of this card.
     """

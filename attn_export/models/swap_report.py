@@ -17,13 +17,21 @@ from attn_export.modules.registry import BLOCKS, block_class
 
 @dataclass(frozen=True)
 class SwapRecord:
-    """One swapped block: where, what it was, what it became, and the difference it made."""
+    """One attention block: where, what it was, what it became, and the difference it made.
+
+    Catalog blocks are always swapped; a recognised third-party or pasted module
+    (``recogniser`` other than ``catalog``) is swapped only when proven equal, and otherwise
+    recorded with ``swapped=False`` and the reason: its gates are still kept float in INT8.
+    """
 
     path: str
     block: str
     reference: str
     deploy: str
     max_abs_diff: float | None  # None: the example input never reaches the block
+    recogniser: str = "catalog"
+    swapped: bool = True
+    reason: str = ""
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -63,7 +71,8 @@ def _capture(model: nn.Module, blocks: dict, example: torch.Tensor):
 
 
 def deploy_with_report(model: nn.Module, example: torch.Tensor, atol: float = 1e-5,
-                       rtol: float = 1e-4) -> tuple[nn.Module, list[SwapRecord], float]:
+                       rtol: float = 1e-4, mapping=None) -> tuple[nn.Module, list[SwapRecord],
+                                                                   float]:
     """Swap every reference block of ``model`` for its deploy twin, proven equal.
 
     ``atol`` is relative to the output's largest magnitude: a deploy twin reorders float32 sums,
@@ -72,8 +81,9 @@ def deploy_with_report(model: nn.Module, example: torch.Tensor, atol: float = 1e
     SimAM-ResNet-50 with seeded weights, 7.6e-6 per block).
 
     Returns:
-        The deployed model, one record per swapped block (its difference on its real input), and
-        the largest difference of the network's output.
+        The deployed model, one record per catalog block and per recognised module (its
+        difference on its real input), and the largest difference of the network's output.
+        ``mapping`` is ``to_deploy``'s (your class -> block).
     """
     from attn_export.modules.swap import to_deploy
 
@@ -81,7 +91,9 @@ def deploy_with_report(model: nn.Module, example: torch.Tensor, atol: float = 1e
     blocks = reference_blocks(model)
     before, seen = _capture(model, blocks, example)
     scale = max(1.0, float(before.abs().max())) if isinstance(before, torch.Tensor) else 1.0
-    deployed = to_deploy(model, example_input=example, atol=atol * scale, rtol=rtol)
+    rows: list = []
+    deployed = to_deploy(model, mapping, example_input=example, atol=atol * scale, rtol=rtol,
+                         report=rows)
     records = []
     with torch.no_grad():
         for path, (old, name) in blocks.items():
@@ -90,4 +102,37 @@ def deploy_with_report(model: nn.Module, example: torch.Tensor, atol: float = 1e
             diff = None if args is None else float((new(*args) - expected).abs().max())
             records.append(SwapRecord(path, name, type(old).__name__, type(new).__name__, diff))
         after = deployed(example)
-    return deployed, records, float((after - before).abs().max()) if blocks else 0.0
+    records += [_recognised_record(deployed, row) for row in rows]
+    changed = bool(blocks) or any(r.swapped for r in records)
+    return deployed, records, float((after - before).abs().max()) if changed else 0.0
+
+
+def _recognised_record(deployed: nn.Module, row) -> SwapRecord:
+    """A recognised module's record: what it became, or why it was left as it is."""
+    cls = row.cls.rsplit(".", 1)[-1]
+    if not row.swapped:
+        return SwapRecord(row.path, row.block, cls, "-", None, row.recogniser, False, row.reason)
+    new = deployed.get_submodule(row.path) if row.path else deployed
+    diff = row.real_diff if row.real_diff is not None else row.max_abs_diff
+    return SwapRecord(row.path, row.block, cls, type(new).__name__, diff, row.recogniser)
+
+
+def format_swap_records(records: list[SwapRecord], network_diff: float) -> str:
+    """The swap table ``attn-export model`` prints: every attention module found, the recogniser
+    that matched, what it became and the difference, and the ones left as they are (why)."""
+    if not records:
+        return ("no attention block found in the network: nothing swapped (`attn-export scan` "
+                "lists what looks like attention; --map CLASS=BLOCK names one)")
+    width = max(len(r.path or "<model>") for r in records)
+    lines = [f"{'block at':<{width}}  {'reference -> deploy':<40}  {'recogniser':<11}  max |diff|"]
+    for r in records:
+        change = f"{r.reference} -> {r.deploy}" if r.swapped else f"{r.reference} (kept)"
+        diff = r.reason if not r.swapped else "not reached (unused on this input)" \
+            if r.max_abs_diff is None else f"{r.max_abs_diff:.3g}"
+        lines.append(f"{r.path or '<model>':<{width}}  {change:<40}  {r.recogniser:<11}  {diff}")
+    swapped = sum(r.swapped for r in records)
+    kept = len(records) - swapped
+    lines.append(f"{swapped} blocks swapped" + (f", {kept} kept as they are (their gates stay "
+                                                "float in INT8)" if kept else "")
+                 + f"; network output max |diff| {network_diff:.3g}")
+    return "\n".join(lines)

@@ -25,6 +25,7 @@ from typing import Any
 from attn_export.atomic import write_atomic
 from attn_export.errors import BlockConfigError, CheckpointError
 from attn_export.modules.registry import block_info
+from attn_export.modules.state_dict import read_state_dict
 
 StateDict = dict[str, Any]
 
@@ -142,29 +143,6 @@ def reduction_for(channels: int, hidden: int) -> int | float:
 # Loading.
 
 
-def _read(path_or_state_dict: str | Path | Mapping[str, Any]) -> StateDict:
-    if isinstance(path_or_state_dict, Mapping):
-        obj: Any = path_or_state_dict
-    else:
-        import torch
-
-        try:
-            obj = torch.load(str(path_or_state_dict), map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises pickle, zip, OS and runtime errors alike
-            raise CheckpointError(
-                f"cannot read checkpoint {path_or_state_dict}: {str(exc).splitlines()[0][:200]}; "
-                "expected a file saved with torch.save(module.state_dict(), path)"
-            ) from None
-    for key in ("state_dict", "model"):
-        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
-            obj = obj[key]
-    if not isinstance(obj, Mapping):
-        raise CheckpointError(
-            f"{path_or_state_dict} holds a {type(obj).__name__}, not a state_dict"
-        )
-    return dict(obj)
-
-
 def _build(name: str, sd: Mapping[str, Any], variant: str, kwargs: Mapping[str, Any]):
     from attn_export.modules.factory import create_block
 
@@ -210,7 +188,8 @@ def load_pretrained(
     Args:
         name: registry name.
         path_or_state_dict: a ``torch.save``d state_dict (or a dict holding one under
-            ``state_dict``/``model``), or the mapping itself.
+            ``state_dict``/``model``/``state_dict_ema``, ``module.`` prefixes dropped: see
+            :func:`~attn_export.modules.state_dict.read_state_dict`), or the mapping itself.
         source: the layout it was saved in (see ``source_names``), or ``"auto"`` to pick the
             first layout that fits.
         variant: ``deploy`` or ``reference``.
@@ -220,7 +199,7 @@ def load_pretrained(
     Returns:
         The block in eval mode with the checkpoint's weights.
     """
-    raw = _read(path_or_state_dict)
+    raw = read_state_dict(path_or_state_dict)
     source = _resolve_source(name, raw, source)
     sd = convert_state_dict(name, raw, source)
     try:
@@ -293,15 +272,15 @@ def convert_checkpoint(
     ``os.replace``), so ``out_path`` is either the old file or the complete new one.
 
     Args:
-        path: a ``torch.save``d state_dict of the block alone (``state_dict``/``model`` wrappers
-            and a DataParallel ``module.`` prefix are accepted).
+        path: a ``torch.save``d state_dict of the block alone (``state_dict``/``model``/EMA
+            wrappers and a DataParallel ``module.`` prefix are accepted).
         block: registry name (``cbam``, ``se``, ...).
         source: the layout of ``path`` (see ``source_names``), or ``"auto"``.
         out_path: where to write the reference-layout state_dict (overwritten if present).
     """
     import torch
 
-    raw = _read(path)
+    raw = read_state_dict(path)
     source = _resolve_source(block, raw, source)
     sd = convert_state_dict(block, raw, source)
     built = load_pretrained(block, sd, source="reference", variant="reference")

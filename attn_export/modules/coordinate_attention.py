@@ -127,7 +127,10 @@ class CoordAtt(_CoordAttLayers):
             y_h, y_w = self._embed_jointly(x_h, x_w)
         else:
             y_h, y_w = self._embed(x_h), self._embed(x_w)
-        return x * self.conv_w(y_w).sigmoid() * self.conv_h(y_h).sigmoid()
+        # One full-size multiply of x by the (N, C, H, W) outer product of the two gates: ONNX
+        # Runtime's CPU Mul broadcasting a (N, C, H, 1) or (N, C, 1, W) operand runs in rows of W,
+        # ~3 passes each, so x * a_w * a_h (two of them, as published) is the block's main cost.
+        return x * (self.conv_h(y_h).sigmoid() * self.conv_w(y_w).sigmoid())
 
 
 def _coordatt_hyperparams(sd: Mapping[str, Any]) -> dict[str, Any]:

@@ -7,148 +7,118 @@ machine without torch, so the classes are named here and imported only when a bl
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
-from typing import Any
 
 from attn_export.errors import UnknownBlockError
+from attn_export.modules.block_info import (
+    SHAPE_MODES,
+    BlockInfo,
+    input_size_kwargs,
+    residual_attention_sizes,
+)
 
-SHAPE_MODES = ("none", "batch", "all")
-"""``none``: every dim fixed; ``batch``: dynamic N; ``all``: dynamic N, H and W."""
-
-
-@dataclass(frozen=True)
-class BlockInfo:
-    """What the tooling must know about a block without importing it.
-
-    Attributes:
-        family: module under ``attn_export.modules`` that holds both forms.
-        reference: class name of the form faithful to the published code.
-        deploy: class name of the export-safe twin (same ``state_dict`` keys).
-        tier: catalog tier from BLOCKS.md.
-        paper: short citation shown by ``attn-export list``.
-        shape_modes: the shape modes the deploy form supports.
-        hazards: BLOCKS.md hazard ids the deploy form handles (H1..H12, F1, F2).
-        sources: checkpoint layouts ``convert_state_dict`` accepts besides ``reference``.
-        needs_geometry: the deploy form must be told the input H, W (``input_size=(H, W)``).
-        default_channels: channel count used when the user gives none.
-        refusal: why the missing shape modes are refused, and what to do instead.
-    """
-
-    family: str
-    reference: str
-    deploy: str
-    tier: int
-    paper: str
-    shape_modes: tuple[str, ...] = SHAPE_MODES
-    hazards: tuple[str, ...] = ()
-    sources: tuple[str, ...] = ()
-    needs_geometry: bool = False
-    default_channels: int = 64
-    refusal: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
+__all__ = ["BLOCKS", "SHAPE_MODES", "BlockInfo", "block_class", "block_info", "list_blocks"]
 
 BLOCKS: dict[str, BlockInfo] = {
     "se": BlockInfo(
         family="squeeze_excitation", reference="SEReference", deploy="SE", tier=1,
         paper="Squeeze-and-Excitation Networks (CVPR 2018, arXiv:1709.01507)",
         hazards=("H4", "H11"), sources=("timm", "cadene"),
-        extra={"forbidden_ops": ("GlobalAveragePool", "AveragePool", "Shape", "Gather")},
+        forbidden_ops=("GlobalAveragePool", "AveragePool", "Shape", "Gather"),
     ),
     "cbam": BlockInfo(
         family="cbam", reference="CBAMReference", deploy="CBAM", tier=1,
         paper="CBAM: Convolutional Block Attention Module (ECCV 2018, arXiv:1807.06521)",
         hazards=("H3", "H4", "H5"), sources=("official", "timm"),
-        extra={"forbidden_ops": ("MaxPool", "GlobalMaxPool", "AveragePool", "GlobalAveragePool",
-                                 "ArgMax", "Shape", "Gather")},
+        forbidden_ops=("MaxPool", "GlobalMaxPool", "AveragePool", "GlobalAveragePool",
+                       "ArgMax", "Shape", "Gather"),
     ),
     "rcan_ca": BlockInfo(
         family="rcan", reference="RCANChannelAttentionReference", deploy="RCANChannelAttention",
         tier=1, paper="RCAN channel attention: Image Super-Resolution Using Very Deep Residual "
         "Channel Attention Networks (ECCV 2018, arXiv:1807.02758)",
         sources=("basicsr",),
-        extra={"forbidden_ops": ("GlobalAveragePool", "AveragePool", "Shape")},
+        forbidden_ops=("GlobalAveragePool", "AveragePool", "Shape"),
     ),
     "gct": BlockInfo(
         family="gct", reference="GCTReference", deploy="GCT", tier=1,
         paper="Gated Channel Transformation for Visual Recognition (CVPR 2020, arXiv:1909.11519)",
         hazards=("F1",),
-        extra={"forbidden_ops": ("Shape", "Gather")},
+        forbidden_ops=("Shape", "Gather"),
     ),
     "srm": BlockInfo(
         family="srm", reference="SRMReference", deploy="SRM", tier=1,
         paper="SRM: A Style-based Recalibration Module for Convolutional Neural Networks "
         "(ICCV 2019, arXiv:1903.10829)",
         hazards=("H10", "H11"),
-        extra={"forbidden_ops": ("Shape", "Gather", "ReduceProd", "Expand", "Concat")},
+        forbidden_ops=("Shape", "Gather", "ReduceProd", "Expand", "Concat"),
     ),
     "scse": BlockInfo(
         family="scse", reference="SCSEReference", deploy="SCSE", tier=1,
         paper="Concurrent Spatial and Channel Squeeze & Excitation in Fully Convolutional "
         "Networks (MICCAI 2018, arXiv:1803.02579)",
         sources=("ai_med",),
-        extra={"forbidden_ops": ("GlobalAveragePool", "AveragePool", "Shape")},
+        forbidden_ops=("GlobalAveragePool", "AveragePool", "Shape"),
     ),
     "lka": BlockInfo(
         family="van", reference="LKAReference", deploy="LKA", tier=1,
         paper="Large Kernel Attention: Visual Attention Network (CVMJ 2023, arXiv:2202.09741)",
         sources=("hf", "mmpretrain"),
-        extra={"forbidden_ops": ("Shape", "Identity")},
+        forbidden_ops=("Shape", "Identity"),
     ),
     "van": BlockInfo(
         family="van", reference="VANAttentionReference", deploy="VANAttention", tier=1,
         paper="VAN attention unit: Visual Attention Network (CVMJ 2023, arXiv:2202.09741)",
         sources=("hf", "mmpretrain"),
-        extra={"forbidden_ops": ("Shape", "Identity")},
+        forbidden_ops=("Shape", "Identity"),
     ),
     "bam": BlockInfo(
         family="bam", reference="BAMReference", deploy="BAM", tier=1,
         paper="BAM: Bottleneck Attention Module (BMVC 2018, arXiv:1807.06514)",
         hazards=("H4",),
-        extra={"forbidden_ops": ("AveragePool", "Expand", "Shape")},
+        forbidden_ops=("AveragePool", "Expand", "Shape"),
     ),
     "triplet": BlockInfo(
         family="triplet", reference="TripletAttentionReference", deploy="TripletAttention",
         tier=1, paper="Rotate to Attend: Convolutional Triplet Attention Module "
         "(WACV 2021, arXiv:2010.03045)",
         hazards=("H5",), sources=("models",),
-        extra={"forbidden_ops": ("Transpose",)},
+        forbidden_ops=("Transpose",),
     ),
     "sk": BlockInfo(
         family="selective_kernel", reference="SelectiveKernelReference", deploy="SelectiveKernel",
         tier=1, paper="Selective Kernel Networks (CVPR 2019, arXiv:1903.06586)",
         hazards=("H11",), sources=("external_attention",),
-        extra={"forbidden_ops": ("Shape", "Gather", "Concat")},
+        forbidden_ops=("Shape", "Gather", "Concat"),
     ),
     "epsa": BlockInfo(
         family="epsa", reference="EPSAReference", deploy="EPSA", tier=1,
         paper="EPSANet: An Efficient Pyramid Squeeze Attention Block on Convolutional Neural "
         "Network (ACCV 2022, arXiv:2105.14447)",
         hazards=("H4", "H11"),
-        extra={"forbidden_ops": ("Shape", "Gather")},
+        forbidden_ops=("Shape", "Gather"),
     ),
     "eca": BlockInfo(
         family="eca", reference="ECAReference", deploy="ECA", tier=1,
         paper="ECA-Net: Efficient Channel Attention for Deep Convolutional Neural Networks "
         "(CVPR 2020, arXiv:1910.03151)",
         hazards=("H4", "H11"), sources=("timm",),
-        extra={"forbidden_ops": ("Transpose", "Squeeze", "Unsqueeze", "Expand", "Shape",
-                                 "GlobalAveragePool", "AveragePool")},
+        forbidden_ops=("Transpose", "Squeeze", "Unsqueeze", "Expand", "Shape",
+                       "GlobalAveragePool", "AveragePool"),
     ),
     "coordatt": BlockInfo(
         family="coordinate_attention", reference="CoordAttReference", deploy="CoordAtt", tier=1,
         paper="Coordinate Attention for Efficient Mobile Network Design "
         "(CVPR 2021, arXiv:2103.02907)",
         hazards=("H2",),
-        extra={"forbidden_ops": ("AveragePool", "GlobalAveragePool", "Transpose", "Concat",
-                                 "Split", "Slice", "Shape", "Gather")},
+        forbidden_ops=("AveragePool", "GlobalAveragePool", "Transpose", "Concat",
+                       "Split", "Slice", "Shape", "Gather"),
     ),
     "simam": BlockInfo(
         family="simam", reference="SimAMReference", deploy="SimAM", tier=1,
         paper="SimAM: A Simple, Parameter-Free Attention Module for Convolutional Neural "
         "Networks (ICML 2021)",
         hazards=("F1", "H11"),
-        extra={"forbidden_ops": ("Shape", "Gather", "Cast")},
+        forbidden_ops=("Shape", "Gather", "Cast"),
     ),
     "strip_pooling": BlockInfo(
         family="strip_pooling", reference="StripPoolingReference", deploy="StripPooling",
@@ -158,7 +128,7 @@ BLOCKS: dict[str, BlockInfo] = {
         refusal="strip_pooling's 20x20 and 12x12 adaptive pools have bins that depend on H and "
         "W, so its graph is only right for the declared geometry: fix H and W with "
         "--input-shape and use --dynamic batch (or none)",
-        extra={"forbidden_ops": ("GatherND", "Gather", "Range", "Floor", "Transpose", "Expand")},
+        forbidden_ops=("GatherND", "Gather", "Range", "Floor", "Transpose", "Expand"),
     ),
     "external": BlockInfo(
         family="external_attention", reference="ExternalAttentionReference",
@@ -166,13 +136,13 @@ BLOCKS: dict[str, BlockInfo] = {
         paper="Beyond Self-attention: External Attention using Two Linear Layers for Visual "
         "Tasks (TPAMI 2022, arXiv:2105.02358)",
         hazards=("H11",),
-        extra={"forbidden_ops": ("Shape", "Reshape", "Softmax")},
+        forbidden_ops=("Shape", "Reshape", "Softmax"),
     ),
     "mhsa": BlockInfo(
         family="self_attention", reference="MHSAReference", deploy="MHSA", tier=1,
         paper="Attention Is All You Need (NeurIPS 2017, arXiv:1706.03762), timm Attention2d form",
         hazards=("H8", "H11"), sources=("timm", "timm_vit", "torch"),
-        extra={"forbidden_ops": ("Einsum", "Attention")},
+        forbidden_ops=("Einsum", "Attention"),
     ),
     "gc": BlockInfo(
         family="global_context", reference="ContextBlockReference", deploy="ContextBlock",
@@ -182,38 +152,38 @@ BLOCKS: dict[str, BlockInfo] = {
         hazards=("H9", "H11"),
         # H11 is arithmetic on sizes read from x (tests/modules/test_global_context.py checks no
         # Shape-derived Mul/Div/Add); the deploy graph's one view passes the batch through.
-        extra={"forbidden_ops": ("LayerNormalization", "Softmax")},
+        forbidden_ops=("LayerNormalization", "Softmax"),
     ),
-    # -- tier 2 (issue 13, first half): nam, sp_block, pam, cam, scconv, gsop, fca, encnet, rga --
+    # -- tier 2 and 3: the blocks with a harder export (geometry, quadratic memory, states) --
     "nam": BlockInfo(
         family="normalization_attention", reference="NAMReference", deploy="NAM", tier=2,
         paper="NAM: Normalization-based Attention Module (NeurIPS 2021 Workshop, "
         "arXiv:2111.12419)",
-        extra={"forbidden_ops": ("Transpose",)},
+        forbidden_ops=("Transpose",),
     ),
     "sp_block": BlockInfo(
         family="strip_pooling", reference="SPBlockReference", deploy="SPBlock", tier=2,
         paper="Strip Pooling: Rethinking Spatial Pooling for Scene Parsing, strip pooling module "
         "(CVPR 2020, arXiv:2003.13328)",
         hazards=("H2",),
-        extra={"forbidden_ops": ("AveragePool", "GlobalAveragePool", "Expand", "Shape")},
+        forbidden_ops=("AveragePool", "GlobalAveragePool", "Expand", "Shape"),
     ),
     "pam": BlockInfo(
         family="dual_attention", reference="PAMReference", deploy="PAM", tier=2,
         paper="DANet position attention: Dual Attention Network for Scene Segmentation "
         "(CVPR 2019, arXiv:1809.02983)",
         hazards=("H11",), sources=("mmseg",),
-        extra={"forbidden_ops": ("Softmax", "Einsum"),
-               "memory": "(H*W)^2 attention: 4*(H*W)^2 bytes per image in FP32 (64 MiB at 64x64, "
+        forbidden_ops=("Softmax", "Einsum"),
+        memory="(H*W)^2 attention: 4*(H*W)^2 bytes per image in FP32 (64 MiB at 64x64, "
                "1 GiB at 128x128); maps above max_positions=16384 are refused "
-               "(raise with --set max_positions=N)"},
+               "(raise with --set max_positions=N)",
     ),
     "cam": BlockInfo(
         family="dual_attention", reference="CAMReference", deploy="CAM", tier=2,
         paper="DANet channel attention: Dual Attention Network for Scene Segmentation "
         "(CVPR 2019, arXiv:1809.02983)",
         hazards=("F1", "H5", "H11"), sources=("mmseg",),
-        extra={"forbidden_ops": ("ArgMax", "ReduceMax", "Expand")},
+        forbidden_ops=("ArgMax", "ReduceMax", "Expand"),
     ),
     "scconv": BlockInfo(
         family="self_calibrated_conv", reference="SCConvReference", deploy="SCConv", tier=2,
@@ -224,7 +194,7 @@ BLOCKS: dict[str, BlockInfo] = {
         paper="Global Second-order Pooling Convolutional Networks, channel attention "
         "(CVPR 2019, arXiv:1811.12006)",
         hazards=("F1", "H6", "H11"),
-        extra={"forbidden_ops": ("Tile", "Expand", "EyeLike", "ConstantOfShape")},
+        forbidden_ops=("Tile", "Expand", "EyeLike", "ConstantOfShape"),
     ),
     "fca": BlockInfo(
         family="frequency_channel_attention", reference="FCAReference", deploy="FCA", tier=2,
@@ -233,14 +203,14 @@ BLOCKS: dict[str, BlockInfo] = {
         refusal="fca pools the map to its 7x7 DCT grid with bins that depend on H and W, so its "
         "graph is only right for the declared geometry: fix H and W with --input-shape and use "
         "--dynamic batch (or none)",
-        extra={"forbidden_ops": ("GatherND", "Gather", "Range", "Floor", "Expand", "Shape")},
+        forbidden_ops=("GatherND", "Gather", "Range", "Floor", "Expand", "Shape"),
     ),
     "encnet": BlockInfo(
         family="context_encoding", reference="EncNetReference", deploy="EncNet", tier=2,
         paper="EncNet context encoding module: Context Encoding for Semantic Segmentation "
         "(CVPR 2018, arXiv:1803.08904)",
         hazards=("F1", "H7", "H11"), sources=("mmseg",),
-        extra={"forbidden_ops": ("Softmax", "Einsum")},
+        forbidden_ops=("Softmax", "Einsum"),
     ),
     "rga": BlockInfo(
         family="relation_aware_attention", reference="RGAReference", deploy="RGA", tier=2,
@@ -250,19 +220,17 @@ BLOCKS: dict[str, BlockInfo] = {
         refusal="rga's channel branch convolves over the H*W positions (in_spatial = H*W is "
         "fixed at construction), so its weights fit one geometry: fix H and W with "
         "--input-shape and use --dynamic batch (or none)",
-        extra={"forbidden_ops": ("Expand", "Squeeze", "Shape"),
-               # the published in_spatial: the reference form is built for a geometry too
-               "reference_geometry": True},
+        forbidden_ops=("Expand", "Squeeze", "Shape"),
+        # the published in_spatial: the reference form is built for a geometry too
+        reference_geometry=input_size_kwargs,
     ),
-    # -- end of issue 13, first half --
-    # --- issue 13, second half of the catalog (tier 2 and 3) ---
     "ema": BlockInfo(
         family="efficient_multiscale_attention", reference="EMAReference", deploy="EMA", tier=2,
         paper="Efficient Multi-Scale Attention Module with Cross-Spatial Learning "
         "(ICASSP 2023, arXiv:2305.13563)",
         hazards=("H2", "H11"),
-        extra={"forbidden_ops": ("AveragePool", "GlobalAveragePool", "Transpose", "Concat",
-                                 "Split", "Shape", "Gather")},
+        forbidden_ops=("AveragePool", "GlobalAveragePool", "Transpose", "Concat",
+                       "Split", "Shape", "Gather"),
     ),
     "shuffle_attention": BlockInfo(
         family="shuffle_attention", reference="ShuffleAttentionReference",
@@ -270,8 +238,8 @@ BLOCKS: dict[str, BlockInfo] = {
         paper="SA-Net: Shuffle Attention for Deep Convolutional Neural Networks "
         "(ICASSP 2021, arXiv:2102.00240)",
         hazards=("H4", "H11"), default_channels=128,
-        extra={"forbidden_ops": ("Shape", "Transpose", "Reshape", "Concat", "Slice",
-                                 "GlobalAveragePool", "AveragePool")},
+        forbidden_ops=("Shape", "Transpose", "Reshape", "Concat", "Slice",
+                       "GlobalAveragePool", "AveragePool"),
     ),
     "criss_cross": BlockInfo(
         family="criss_cross", reference="CrissCrossAttentionReference",
@@ -279,71 +247,70 @@ BLOCKS: dict[str, BlockInfo] = {
         paper="CCNet: Criss-Cross Attention for Semantic Segmentation "
         "(ICCV 2019, arXiv:1811.11721)",
         hazards=("H11", "H12"),
-        extra={"forbidden_ops": ("Shape", "Reshape", "Concat", "Gather", "Expand", "Tile",
-                                 "ConstantOfShape", "Softmax", "Einsum"),
-               "memory": "N*H*W*(H+W) attention weights; refused above max_attention_mb=1024"},
+        forbidden_ops=("Shape", "Reshape", "Concat", "Gather", "Expand", "Tile",
+                       "ConstantOfShape", "Softmax", "Einsum"),
+        memory="N*H*W*(H+W) attention weights; refused above max_attention_mb=1024",
     ),
     "psa_p": BlockInfo(
         family="polarized_self_attention", reference="PSAPReference", deploy="PSAP", tier=2,
         paper="Polarized Self-Attention: Towards High-quality Pixel-wise Regression, parallel "
         "(Neurocomputing 2022, arXiv:2107.00782)",
         hazards=("H4", "H8", "H11", "F1"),
-        extra={"forbidden_ops": ("Shape", "Reshape", "Transpose", "GlobalAveragePool",
-                                 "AveragePool", "Einsum", "Softmax", "Gather", "MatMul"),
-               "memory": "linear in H*W: no HW x HW matrix, (N, C/2, 1) + (N, 1, H*W) weights"},
+        forbidden_ops=("Shape", "Reshape", "Transpose", "GlobalAveragePool",
+                       "AveragePool", "Einsum", "Softmax", "Gather", "MatMul"),
+        memory="linear in H*W: no HW x HW matrix, (N, C/2, 1) + (N, 1, H*W) weights",
     ),
     "psa_s": BlockInfo(
         family="polarized_self_attention", reference="PSASReference", deploy="PSAS", tier=2,
         paper="Polarized Self-Attention: Towards High-quality Pixel-wise Regression, sequential "
         "(Neurocomputing 2022, arXiv:2107.00782)",
         hazards=("H4", "H8", "H9", "H11", "F1"),
-        extra={"forbidden_ops": ("Shape", "Reshape", "Transpose", "GlobalAveragePool",
-                                 "AveragePool", "Einsum", "Softmax", "Gather", "MatMul"),
-               "memory": "linear in H*W: no HW x HW matrix, (N, C/2, 1) + (N, 1, H*W) weights"},
+        forbidden_ops=("Shape", "Reshape", "Transpose", "GlobalAveragePool",
+                       "AveragePool", "Einsum", "Softmax", "Gather", "MatMul"),
+        memory="linear in H*W: no HW x HW matrix, (N, C/2, 1) + (N, 1, H*W) weights",
     ),
     "bilinear": BlockInfo(
         family="bilinear_attention", reference="BilinearAttentionReference",
         deploy="BilinearAttention", tier=3,
         paper="Bilinear Attention Networks for Person Retrieval (ICCV 2019)",
         hazards=("H4", "H11"),
-        extra={"forbidden_ops": ("Shape", "Reshape", "Transpose", "AveragePool",
-                                 "GlobalAveragePool", "MatMul", "Concat")},
+        forbidden_ops=("Shape", "Reshape", "Transpose", "AveragePool",
+                       "GlobalAveragePool", "MatMul", "Concat"),
     ),
     "soca": BlockInfo(
         family="second_order_channel_attention", reference="SOCAReference", deploy="SOCA",
         tier=3, paper="Second-order Attention Network for Single Image Super-Resolution "
         "(CVPR 2019)",
         hazards=("H6", "H12", "F1"),
-        extra={"forbidden_ops": ("Shape", "Gather", "ConstantOfShape", "Expand", "Tile", "If",
-                                 "Loop", "Range", "Where"),
-               "memory": "N*C*C covariance (+ N*H*C*C partial products); maps >= 1000 px "
-               "are refused (published crop)"},
+        forbidden_ops=("Shape", "Gather", "ConstantOfShape", "Expand", "Tile", "If",
+                       "Loop", "Range", "Where"),
+        memory="N*C*C covariance (+ N*H*C*C partial products); maps >= 1000 px "
+               "are refused (published crop)",
     ),
     "residual_attention": BlockInfo(
         family="residual_attention", reference="ResidualAttentionReference",
         deploy="ResidualAttention", tier=2,
         paper="Residual Attention Network for Image Classification (CVPR 2017, arXiv:1704.06904)",
         default_channels=16,
-        extra={"forbidden_ops": ("Upsample", "AveragePool", "GlobalAveragePool"),
-               "reference_geometry_hook": "reference_geometry"},
+        forbidden_ops=("Upsample", "AveragePool", "GlobalAveragePool"),
+        reference_geometry=residual_attention_sizes,
     ),
     "dia": BlockInfo(
         family="dense_implicit_attention", reference="DIAReference", deploy="DIA", tier=3,
         paper="DIANet: Dense-and-Implicit Attention Network (AAAI 2020, arXiv:1905.10671)",
         hazards=("H4", "H11", "H12"), sources=("stage",),
-        extra={"forbidden_ops": ("GlobalAveragePool", "AveragePool", "Shape", "Split",
-                                 "Gather", "Concat"),
-               "inputs": ("input", "h", "c"), "outputs": ("output", "h_out", "c_out")},
+        forbidden_ops=("GlobalAveragePool", "AveragePool", "Shape", "Split",
+                       "Gather", "Concat"),
+        inputs=("input", "h", "c"), outputs=("output", "h_out", "c_out"),
     ),
     "sca": BlockInfo(
         family="sca_cnn", reference="SCAReference", deploy="SCA", tier=3,
         paper="SCA-CNN: Spatial and Channel-wise Attention in Convolutional Networks for Image "
         "Captioning (CVPR 2017, arXiv:1611.05594); the paper's equations, no PyTorch original",
         hazards=("H11", "F1"),
-        extra={"forbidden_ops": ("Shape", "Transpose", "Gather", "Concat"),
-               "inputs": ("input", "state"), "outputs": ("output",)},
+        forbidden_ops=("Shape", "Transpose", "Gather", "Concat"),
+        inputs=("input", "state"), outputs=("output",),
     ),
-    # --- end of the issue-13 (second half) group ---
 }
 
 

@@ -8,14 +8,21 @@ nothing before it returns. An explicit module swap, never a patch of torch (STYL
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from attn_export.errors import AttnExportError, BlockConfigError, CheckpointError
+from attn_export.errors import BlockConfigError, CheckpointError
+from attn_export.modules.foreign import (
+    MappingValue,
+    Source,
+    convert_foreign,
+    parse_mapping_entry,
+    placed_like,
+)
 from attn_export.modules.registry import BLOCKS, block_class, block_info
 
 
@@ -30,29 +37,11 @@ def deploy_twin(block: nn.Module, name: str, **extra: Any) -> nn.Module:
         args.update(extra)
     twin = block_class(name, "deploy")(**args)
     twin.load_state_dict(block.state_dict(), strict=True)
-    return _placed_like(twin, block)
-
-
-def _placed_like(new: nn.Module, old: nn.Module) -> nn.Module:
-    """``new`` on the device and floating dtype of ``old``, in ``old``'s train/eval mode."""
-    tensor = next(iter(old.parameters()), None)
-    if tensor is None:
-        tensor = next(iter(old.buffers()), None)
-    if tensor is not None:
-        new = new.to(device=tensor.device)
-        if tensor.is_floating_point():
-            new = new.to(dtype=tensor.dtype)
-    return new.train(old.training)
+    return placed_like(twin, block)
 
 
 # ----------------------------------------------------------------------------------------------
 # Swapping a user's own attention classes.
-
-Source = str | Callable[[dict], dict]
-MappingValue = str | tuple
-"""``"cbam"`` (reference layout), ``("cbam", "official")``, ``("cbam", fn)`` where ``fn`` maps
-the module's state_dict to our reference layout, or ``("mhsa", "reference", {"num_heads": 4})``
-with the constructor kwargs the weights do not determine."""
 
 RANDOM_CHECK_SIZE = (9, 13)
 """H, W of the random map a swapped user module is checked on when no ``example_input`` is given:
@@ -65,53 +54,21 @@ class _Swap:
     old: nn.Module
     new: nn.Module
     name: str
-    foreign: bool  # built from a user class through ``mapping``
+    foreign: bool  # built from a user class through ``mapping`` or a recogniser
     inputs: tuple | None = None
+    row: Any = None  # the recogniser's ScanRow (recognised without a mapping), else None
     output: Any = None
     parents: list[tuple[nn.Module, str]] = field(default_factory=list)
 
 
-def _parse_entry(cls: Any, value: MappingValue, default_source: Source) -> tuple[str, Source, dict]:
-    if not isinstance(cls, type) or not issubclass(cls, nn.Module):
-        raise BlockConfigError(
-            f"mapping keys must be nn.Module classes (your attention class), got {cls!r}"
-        )
-    parts = (value,) if isinstance(value, str) else tuple(value)
-    if not 1 <= len(parts) <= 3 or not isinstance(parts[0], str):
-        raise BlockConfigError(
-            f"mapping[{cls.__name__}] must be a block name, (name, source) or (name, source, "
-            f"kwargs), got {value!r}"
-        )
-    name = parts[0]
-    block_info(name)  # unknown names raise with the valid ones listed
-    src = parts[1] if len(parts) > 1 else default_source
-    kwargs = dict(parts[2]) if len(parts) > 2 else {}
-    return name, src, kwargs
+def _plan(model: nn.Module, mapping: Mapping, source: Source, geometry: dict,
+          recognised: list | None = None, widths: Any = None) -> list[_Swap]:
+    """Every swap to make, found top-down (the inside of a swapped module is not visited).
 
-
-def _convert_foreign(
-    module: nn.Module, path: str, name: str, src: Source, kwargs: dict, geometry: dict
-) -> nn.Module:
-    """Our deploy block ``name`` carrying ``module``'s weights (converted in float32)."""
-    from attn_export.modules.checkpoints import load_pretrained
-
-    sd = {k: v.detach().cpu().float() if v.is_floating_point() else v.detach().cpu()
-          for k, v in module.state_dict().items()}
-    where = f"{path or '<model>'} ({type(module).__name__} -> {name!r})"
-    if block_info(name).needs_geometry:
-        kwargs = {**geometry, **kwargs}
-    try:
-        if callable(src):
-            sd, src = src(sd), "reference"
-        block = load_pretrained(name, sd, source=src, variant="deploy", **kwargs)
-    except AttnExportError as exc:
-        raise type(exc)(f"{where}: {exc}") from None
-    return _placed_like(block, module)
-
-
-def _plan(model: nn.Module, mapping: Mapping, source: Source, geometry: dict) -> list[_Swap]:
-    """Every swap to make, found top-down (the inside of a swapped module is not visited)."""
-    entries = {cls: _parse_entry(cls, value, source) for cls, value in mapping.items()}
+    With ``recognised`` (a list), modules of known third-party classes and pasted blocks are
+    recognised too (``attn_export.modules.recognise``); every verdict is appended to it.
+    """
+    entries = {cls: parse_mapping_entry(cls, value, source) for cls, value in mapping.items()}
     ref_names = _reference_to_name()
     swaps: dict[int, _Swap] = {}
 
@@ -119,11 +76,17 @@ def _plan(model: nn.Module, mapping: Mapping, source: Source, geometry: dict) ->
         swap = swaps.get(id(module))
         if swap is None and type(module) in entries:
             name, src, kwargs = entries[type(module)]
-            new = _convert_foreign(module, path, name, src, kwargs, geometry)
+            new = convert_foreign(module, path, name, src, kwargs, geometry)
             swap = swaps[id(module)] = _Swap(path, module, new, name, foreign=True)
         elif swap is None and type(module) in ref_names:
             new = deploy_twin(module, ref_names[type(module)], **geometry)
             swap = swaps[id(module)] = _Swap(path, module, new, ref_names[type(module)], False)
+        elif swap is None and recognised is not None:
+            swap = _recognised(module, path, recognised, widths)
+            if swap is False:
+                return  # known, not swapped: its inside is part of it
+            if swap is not None:
+                swaps[id(module)] = swap
         if swap is not None:
             if parent is not None:
                 swap.parents.append((parent, attr))
@@ -142,6 +105,22 @@ def _plan(model: nn.Module, mapping: Mapping, source: Source, geometry: dict) ->
             "class (subclasses do not match: map each class you use); nothing was swapped"
         )
     return list(swaps.values())
+
+
+def _recognised(module: nn.Module, path: str, rows: list, widths) -> _Swap | bool | None:
+    """A proven swap for a recognised module, ``False`` (recognised, not swapped) or ``None``."""
+    from attn_export.modules.recognise.scan import could_match, decide
+
+    if not could_match(module):
+        return None
+    decision = decide(module, path, widths.get(path, 0) if widths is not None else 0)
+    if decision is None:
+        return None
+    rows.append(decision.row)
+    if decision.new is None:
+        return False
+    new = placed_like(decision.new, module)
+    return _Swap(path, module, new, decision.row.block, foreign=True, row=decision.row)
 
 
 def _tensors(out: Any) -> list[torch.Tensor]:
@@ -232,8 +211,8 @@ def _check_modules(
     """
     errors: dict[str, float] = {}
     for swap in swaps:
-        if swap.inputs is None and not swap.foreign:
-            continue  # a twin of our own reference block, proven equal by the block's tests
+        if swap.inputs is None and (not swap.foreign or swap.row is not None):
+            continue  # our block's twin (proven by its tests), or recognised (proven when found)
         where = f"{swap.path or '<model>'} ({type(swap.old).__name__} -> {swap.name!r})"
         inputs = swap.inputs if swap.inputs is not None else _random_input(swap, geometry)
         try:
@@ -248,6 +227,8 @@ def _check_modules(
             ) from None
         err, ok = _max_error(actual, expected, atol, rtol)
         errors[where] = err
+        if swap.row is not None:
+            swap.row.real_diff = err
         if not ok:
             raise CheckpointError(
                 f"{where}: outputs differ after the swap: max abs error {err:.3g} (atol={atol}, "
@@ -282,6 +263,8 @@ def to_deploy(
     example_input: torch.Tensor | tuple | None = None,
     atol: float = 1e-5,
     rtol: float = 1e-4,
+    recognise: bool = True,
+    report: list | None = None,
     **geometry: Any,
 ) -> nn.Module:
     """Swap attention blocks inside ``model`` for our deploy forms, in place.
@@ -299,6 +282,11 @@ def to_deploy(
     outputs are compared as well, and a mismatch puts the old modules back. A failure raises
     CheckpointError naming the module and the max abs error.
 
+    With ``recognise`` (the default), modules nobody mapped are recognised as well: classes of
+    timm, torchvision, Ultralytics, segmentation_models_pytorch and mmcv by module path and name,
+    pasted blocks by their parameter layout (``attn_export.modules.recognise``). Each is swapped
+    only if proven output-equal on random maps at two sizes; the others stay as they are.
+
     Args:
         model: any module; a block itself is accepted and its replacement returned.
         mapping: your class -> ``"cbam"`` (weights already in our reference layout),
@@ -309,12 +297,21 @@ def to_deploy(
         check: verify the swaps before returning (see above).
         example_input: a network input (a tensor, or a tuple of positional inputs).
         atol, rtol: the allclose tolerance of the check (float32 defaults; loosen for FP16 models).
+        recognise: also swap recognised third-party and pasted attention modules.
+        report: a list that receives one ``ScanRow`` per recognised module (swapped or not, with
+            the recogniser, the block and the proven difference).
         **geometry: ``input_size=(H, W)`` for blocks whose deploy form needs the export geometry.
 
     Returns:
         ``model`` with the swaps done (or the replacement, when ``model`` itself is swapped).
     """
-    swaps = _plan(model, mapping or {}, source, geometry)
+    rows: list | None = ([] if report is None else report) if recognise else None
+    widths = None
+    if recognise and example_input is not None:
+        from attn_export.modules.recognise.scan import LazyWidths
+
+        widths = LazyWidths(model, example_input)
+    swaps = _plan(model, mapping or {}, source, geometry, rows, widths)
     if not swaps:
         return model
     modes = {m: m.training for m in model.modules()}

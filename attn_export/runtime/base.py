@@ -18,7 +18,11 @@ Feed = dict[str, np.ndarray]
 
 @dataclass(frozen=True)
 class TensorSpec:
-    """A graph input: ``None`` in ``shape`` marks a dynamic dimension."""
+    """A model input or output: ``None`` in ``shape`` marks a dynamic dimension.
+
+    Runners check feeds against their inputs' specs; ``serve`` checks a Triton config against
+    the specs of the file the config sits beside.
+    """
 
     name: str
     dtype: np.dtype

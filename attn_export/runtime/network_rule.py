@@ -15,8 +15,6 @@ from dataclasses import replace
 
 import numpy as np
 
-from attn_export.runtime.compare import compare
-
 JUDGED_AS_NETWORK = "network"
 """``golden.meta["judged_as"]`` of a whole network's golden file: ``validate_runner`` then judges
 by this rule."""
@@ -46,32 +44,6 @@ def network_comparison(comparison, expected: np.ndarray, precision: str):
     ok = comparison.nonfinite == 0 and comparison.cosine >= t.min_cosine and (
         comparison.passed or (comparison.max_abs <= atol and scale_ok))
     return replace(comparison, tolerance=replace(t, atol=atol), passed=bool(ok))
-
-
-def judged_as_network(rows, golden, precision: str):
-    """Validation rows of ``golden`` re-judged as a network's (see the module docstring)."""
-    from attn_export.runtime.validate import Row
-
-    expected = {(c.name, k): v for c in golden.cases for k, v in c.outputs.items()}
-    return [Row(r.backend, r.case,
-                network_comparison(r.comparison, expected[(r.case, r.comparison.output)],
-                                   precision)) for r in rows]
-
-
-def check_network_simplification(raw, simplified, golden) -> None:
-    """The simplified graph must compute what the exported one does, by the network rule."""
-    from attn_export.errors import ExportError
-    from attn_export.runtime.onnxruntime_runner import OnnxRuntimeRunner
-
-    with OnnxRuntimeRunner(raw) as a, OnnxRuntimeRunner(simplified) as b:
-        for case in golden.cases:
-            out_a, out_b = a.infer(case.inputs), b.infer(case.inputs)
-            for name in out_a:
-                c = network_comparison(compare(out_b[name], out_a[name], "fp32", name),
-                                       out_a[name], "fp32")
-                if not c.passed:
-                    raise ExportError(f"simplification changed output {name} on {case.name} "
-                                      f"(max abs diff {c.max_abs:.3g}); use --simplifier none")
 
 
 def tolerance_note(precision: str) -> str:

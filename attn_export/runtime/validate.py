@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -11,6 +12,10 @@ from attn_export.errors import ModelFileError
 from attn_export.runtime.base import Runner
 from attn_export.runtime.compare import Comparison, compare, has_spread
 from attn_export.runtime.golden import Golden
+from attn_export.runtime.network_rule import JUDGED_AS_NETWORK, network_comparison
+
+if TYPE_CHECKING:
+    from attn_export.runtime.floor import Verdict
 
 
 @dataclass(frozen=True)
@@ -20,9 +25,11 @@ class Row:
     backend: str
     case: str
     comparison: Comparison
+    verdict: Verdict | None = None  # [verdicts hook] see attn_export.runtime.floor
 
     def to_dict(self) -> dict:
-        return {"backend": self.backend, "case": self.case, **self.comparison.to_dict()}
+        return {"backend": self.backend, "case": self.case, **self.comparison.to_dict(),
+                **(self.verdict.to_dict() if self.verdict else {})}
 
 
 def check_golden_fits(runner: Runner, golden: Golden) -> None:
@@ -68,24 +75,32 @@ def validate_runner(runner: Runner, golden: Golden, precision: str = "fp32") -> 
             actual = outputs[name].astype(np.float32)
             rows.append(Row(runner.name, case.name,
                             compare(actual, expected, precision, name, judge_gain)))
-    if golden.meta.get("judged_as") == "network":  # written by `attn-export model`
-        from attn_export.runtime.network_rule import judged_as_network
-
+    if golden.meta.get("judged_as") == JUDGED_AS_NETWORK:  # written by `attn-export model`
         rows = judged_as_network(rows, golden, precision)
-    return rows
+    from attn_export.runtime.floor import judged_with_floor  # [verdicts hook]
+
+    return judged_with_floor(rows, golden, precision)
+
+
+def judged_as_network(rows: list[Row], golden: Golden, precision: str) -> list[Row]:
+    """Validation rows of ``golden`` re-judged by the network rule (see
+    :mod:`attn_export.runtime.network_rule`)."""
+    expected = {(c.name, k): v for c in golden.cases for k, v in c.outputs.items()}
+    return [Row(r.backend, r.case,
+                network_comparison(r.comparison, expected[(r.case, r.comparison.output)],
+                                   precision)) for r in rows]
 
 
 def format_table(rows: list[Row]) -> str:
     """The table the CLI prints: one row per backend and case, the tolerance stated once."""
     header = ("backend", "case", "max abs", "max rel", "mean abs", "cosine", "rel l2", "gain",
-              "result")
+              "result", "x floor")
     body = [
         (r.backend, r.case, f"{r.comparison.max_abs:.2e}", f"{r.comparison.max_rel:.2e}",
          f"{r.comparison.mean_abs:.2e}", f"{r.comparison.cosine:.6f}",
          f"{r.comparison.rel_l2:.2e}",
          f"{r.comparison.gain:+.1e}" if r.comparison.gain_judged else "-",
-         "pass" if r.comparison.passed else
-         ("FAIL (non-finite)" if r.comparison.nonfinite else "FAIL"))
+         _result(r), _factor(r))  # [verdicts hook] result and x floor columns
         for r in rows
     ]
     widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
@@ -97,4 +112,23 @@ def format_table(rows: list[Row]) -> str:
         lines.append(f"tolerance: |actual - torch| <= {t.atol:g} + {t.rtol:g} * |torch| elementwise"
                      f", cosine >= {t.min_cosine:g}, rel l2 <= {t.max_rel_l2:g}, "
                      f"|gain| <= {t.max_gain:g}")
-    return "\n".join(lines)
+    from attn_export.runtime.floor import verdict_lines  # [verdicts hook]
+
+    return "\n".join([*lines, *verdict_lines(rows)])
+
+
+def _result(r: Row) -> str:
+    """pass / FAIL, with the verdict word when it adds to it (degenerate, apart, broken)."""
+    c, v = r.comparison, r.verdict
+    if c.nonfinite:
+        return "FAIL (non-finite)"
+    if v is not None and v.input_kind == "user-out-of-range":
+        return f"apart ({v.verdict})"
+    if v is not None and v.verdict in ("degenerate output", "broken"):
+        return f"{'pass' if c.passed else 'FAIL'} ({v.verdict})"
+    return "pass" if c.passed else "FAIL"
+
+
+def _factor(r: Row) -> str:
+    return "-" if r.verdict is None or r.verdict.factor is None else f"{r.verdict.factor:.2g}"
+

@@ -32,7 +32,7 @@ def make_runner(backend: str, path: Path, providers: list[str] | None = None):
     if backend == "tensorrt":
         from attn_export.runtime.tensorrt_runner import TensorRTRunner
 
-        return TensorRTRunner(path)
+        return TensorRTRunner(path, share_engine=True)  # one engine, a context per instance
     return serving_onnx_runner(path, providers)
 
 
@@ -51,5 +51,6 @@ def serving_onnx_runner(path: Path, providers: list[str] | None = None, threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            options.enable_cpu_mem_arena = False  # memory back after each call, not kept at the peak
 
     return ServingOnnxRuntimeRunner(path, providers)

@@ -3,7 +3,10 @@
 Requests to one model queue in arrival order. A free instance takes the oldest and joins the
 following ones while the rows fit ``max_batch_size`` (never past the engine profile's max, which
 the config check guarantees) and their non-batch shapes match; if the batch is not full it waits
-until the oldest request has waited ``max_queue_delay_us``, then runs what it has. Results are
+until the oldest request has waited ``max_queue_delay_us``, then runs what it has; it waits only
+while another request for the model is being received (its body read or decoded): with none on
+the way, nothing can join, and waiting would only add the delay to every request of a single
+client (concurrency 1). Results are
 split back by row counts, so each request gets exactly its rows. The queue is bounded: a request
 arriving when it is full is refused at once (HTTP 503 / gRPC UNAVAILABLE). Inference runs in the
 instance's own thread, so the event loop never blocks on it.
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -68,6 +72,7 @@ class Batcher:
         self._tasks: list[asyncio.Task] = []
         self._pools = [ThreadPoolExecutor(1, thread_name_prefix="instance") for _ in runners]
         self._closing = False
+        self._arriving = 0
         self._busy = 0
         self.executions = [0] * len(runners)
         """Batches run per instance (how evenly the instances share the load)."""
@@ -80,6 +85,22 @@ class Batcher:
     @property
     def depth(self) -> int:
         return len(self._queue)
+
+    @property
+    def full(self) -> bool:
+        return len(self._queue) >= self.max_queue
+
+    @contextlib.contextmanager
+    def arriving(self):
+        """Marks a request being received for this model: a batch waiting to fill waits for it
+        (and stops waiting once none is on the way)."""
+        self._arriving += 1
+        try:
+            yield
+        finally:
+            self._arriving -= 1
+            if self._arrived is not None:
+                self._arrived.set()
 
     async def submit(self, feed: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
         """Queue one request (``rows`` along the batch dim) and wait for its own outputs."""
@@ -117,7 +138,8 @@ class Batcher:
                 break
         batch = [first]
         rows = self._take(batch, first.rows)
-        while self.max_batch > 0 and rows < self.max_batch and self.max_delay > 0:
+        while self.max_batch > 0 and rows < self.max_batch and self.max_delay > 0 and not self._closing \
+                and self._arriving > 0:
             left = first.enqueued + self.max_delay - time.perf_counter()
             if left <= 0:
                 break
@@ -154,9 +176,15 @@ class Batcher:
             self.on_batch(BatchTiming(sum(p.rows for p in batch), len(batch),
                                       [started - p.enqueued for p in batch], compute, ok))
 
+    def begin_close(self) -> None:
+        """Refuse new requests; a worker waiting for its batch to fill runs it now."""
+        self._closing = True
+        if self._arrived is not None:
+            self._arrived.set()
+
     async def close(self) -> None:
         """Refuse new requests, let queued ones finish, then stop the workers and threads."""
-        self._closing = True
+        self.begin_close()
         while self._queue or self._busy:
             await asyncio.sleep(0.005)
         for task in self._tasks:
@@ -167,11 +195,19 @@ class Batcher:
 
 
 def _run_batch(runner, batch: list[Pending]) -> list[dict[str, np.ndarray]]:
-    """Concatenate, infer once, split by rows (in the instance's thread)."""
+    """Concatenate, infer once, split by rows (in the instance's thread). Each request's input
+    dict is emptied once consumed: the arrays (and the request bodies they view) are freed
+    while the batch runs, not when the last response has been written."""
     if len(batch) == 1:
-        return [runner.infer(batch[0].feed)]
+        try:
+            return [runner.infer(batch[0].feed)]
+        finally:
+            batch[0].feed.clear()
     feed = {name: np.concatenate([p.feed[name] for p in batch]) for name in batch[0].feed}
+    for p in batch:
+        p.feed.clear()
     outputs = runner.infer(feed)
+    del feed
     total = sum(p.rows for p in batch)
     for name, value in outputs.items():
         if value.ndim == 0 or value.shape[0] != total:

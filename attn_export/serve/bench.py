@@ -3,7 +3,9 @@ concurrency and model (batching on / off), beside the same model called in-proce
 server's overhead is a measured difference and ratio, not a guess.
 
 Each concurrency level runs ``requests`` calls split over that many threads, each with its own
-client (tritonclient clients are not shared between threads), after a short warm-up.
+client (tritonclient clients are not shared between threads), after a short warm-up. ``client``
+is ``tritonclient`` (what users run) or ``raw`` (:mod:`attn_export.serve.raw_clients`: prebuilt
+bytes, nothing decoded: the server's own share of the latency).
 """
 
 from __future__ import annotations
@@ -51,8 +53,30 @@ def _call(mod, client, model: str, feed: dict[str, np.ndarray], datatypes: dict[
     return client.infer(model, inputs)
 
 
+class _TritonCall:
+    """tritonclient's ``infer`` with fresh InferInputs per call, as an application makes them."""
+
+    def __init__(self, protocol: str, url: str, model: str, feed, datatypes) -> None:
+        self.mod, self.client = _client(protocol, url)
+        self.model, self.feed, self.datatypes = model, feed, datatypes
+
+    def infer(self) -> None:
+        _call(self.mod, self.client, self.model, self.feed, self.datatypes)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _make_caller(client: str, protocol: str, url: str, model: str, feed, datatypes):
+    if client == "raw":
+        from attn_export.serve.raw_clients import raw_client
+
+        return raw_client(protocol, url, model, feed, datatypes)
+    return _TritonCall(protocol, url, model, feed, datatypes)
+
+
 def run_level(protocol: str, url: str, model: str, feed, datatypes, concurrency: int, requests: int,
-              warmup: int = 5) -> Level:
+              warmup: int = 5, client: str = "tritonclient") -> Level:
     """``requests`` calls over ``concurrency`` threads; returns every latency and the wall time."""
     per_thread = max(1, requests // concurrency)
     latencies: list[float] = []
@@ -61,23 +85,23 @@ def run_level(protocol: str, url: str, model: str, feed, datatypes, concurrency:
     barrier = threading.Barrier(concurrency + 1)
 
     def worker() -> None:
-        mod, client = _client(protocol, url)
+        caller = _make_caller(client, protocol, url, model, feed, datatypes)
         try:
             for _ in range(warmup):
-                _call(mod, client, model, feed, datatypes)
+                caller.infer()
             barrier.wait()
             mine = []
             for _ in range(per_thread):
                 start = time.perf_counter()
                 try:
-                    _call(mod, client, model, feed, datatypes)
+                    caller.infer()
                     mine.append(time.perf_counter() - start)
                 except Exception:  # counted: a benchmark reports failures, it does not stop
                     errors[0] += 1
             with lock:
                 latencies.extend(mine)
         finally:
-            client.close()
+            caller.close()
 
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
     for t in threads:
@@ -119,7 +143,7 @@ def format_levels(levels: list[Level]) -> str:
 
 def summary(levels: list[Level], batched_model: str) -> list[str]:
     """Overhead over in-process (p50 at concurrency 1) and the batching throughput gain, with the
-    issue's targets (HTTP <= 1 ms, gRPC <= 0.7 ms, c16/c1 >= 1.5x)."""
+    serving targets (HTTP <= 1 ms, gRPC <= 0.7 ms, c16/c1 >= 1.5x)."""
     base = next((lv for lv in levels if lv.protocol == "in-process"), None)
     lines = []
     targets = {"http": 1.0, "grpc": 0.7}

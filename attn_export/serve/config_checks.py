@@ -7,14 +7,19 @@ backends (see config.py for the max-batch rule).
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
+from attn_export.runtime.base import TensorSpec
 from attn_export.serve.config import PLATFORMS, ConfigError, ModelSpec, engine_max_batch, model_config_pb2
 from attn_export.serve.dtypes import config_dtype, protocol_dtype
-from attn_export.serve.model_io import TensorIO
+
+CC_KEY = re.compile(r"^[0-9]{1,2}\.[0-9]{1,2}$")
+"""A ``cc_model_filenames`` key: a CUDA compute capability as Triton spells it (``8.7``, ``11.0``)."""
 
 
-def _tensor_problems(kind: str, configured, real: tuple[TensorIO, ...], max_batch: int) -> list[str]:
+def _tensor_problems(kind: str, configured, real: tuple[TensorSpec, ...], max_batch: int) -> list[str]:
     mc = model_config_pb2()
     problems = []
     real_by_name = {t.name: t for t in real}
@@ -80,6 +85,21 @@ def _batching_problems(cfg, spec: ModelSpec) -> list[str]:
     return problems
 
 
+def cc_filename_problems(cfg) -> list[str]:
+    """``cc_model_filenames``: keys are compute capabilities (``major.minor``, the form Triton
+    looks the local GPU up by), values are file names of the version folder. Whether the files
+    exist is checked where the folder is known (:mod:`attn_export.serve.device_plans`)."""
+    problems = []
+    for key, filename in sorted(cfg.cc_model_filenames.items()):
+        if not CC_KEY.match(key):
+            problems.append(f"cc_model_filenames key {key!r} is not a compute capability: expected "
+                            "major.minor such as \"8.7\" (Orin) or \"11.0\" (Thor)")
+        if not filename or filename in (".", "..") or "/" in filename or "\\" in filename:
+            problems.append(f"cc_model_filenames[{key!r}] = {filename!r}: expected the name of a "
+                            "file in the version folder")
+    return problems
+
+
 def config_problems(cfg, spec: ModelSpec) -> list[str]:
     """Every reason Triton (or our server) would refuse ``cfg`` for the model ``spec`` describes."""
     problems = []
@@ -97,7 +117,7 @@ def config_problems(cfg, spec: ModelSpec) -> list[str]:
             problems.append(f"instance_group count {group.count}: expected at least 1")
     if cfg.HasField("sequence_batching") or cfg.HasField("ensemble_scheduling"):
         problems.append("sequence batching and ensembles are not served by attn-export serve")
-    return problems
+    return problems + cc_filename_problems(cfg)
 
 
 def check_config(cfg, spec: ModelSpec) -> None:

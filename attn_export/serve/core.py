@@ -56,6 +56,12 @@ class InferenceCore:
         return [{"name": m.name, "version": m.version, "state": m.state, "reason": m.reason}
                 for m in self.models.values()]
 
+    def flush_batchers(self) -> None:
+        """Shutdown: refuse new requests and run queued ones without waiting out the delay."""
+        for m in self.models.values():
+            if m.batcher is not None:
+                m.batcher.begin_close()
+
     async def close(self) -> None:
         self.stopping = True
         await asyncio.gather(*(m.close() for m in self.models.values()))

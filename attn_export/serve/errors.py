@@ -27,3 +27,9 @@ class Unavailable(ServeError):
 
 class TooLarge(ServeError):
     http_status, grpc_code = 413, "RESOURCE_EXHAUSTED"
+
+
+class Overloaded(ServeError):
+    """The server's memory bound (--max-inflight-bytes) is reached: retry shortly."""
+
+    http_status, grpc_code = 503, "RESOURCE_EXHAUSTED"

@@ -12,34 +12,24 @@ from pathlib import Path
 import numpy as np
 
 from attn_export.errors import ModelFileError
-
-
-@dataclass(frozen=True)
-class TensorIO:
-    """One model input or output: ``None`` in ``shape`` is a dynamic dim."""
-
-    name: str
-    dtype: np.dtype
-    shape: tuple[int | None, ...]
-
-    def describe(self) -> str:
-        dims = "x".join("?" if d is None else str(d) for d in self.shape)
-        return f"{self.name}: {np.dtype(self.dtype).name}[{dims}]"
+from attn_export.runtime.base import TensorSpec
 
 
 @dataclass(frozen=True)
 class ModelIO:
-    inputs: tuple[TensorIO, ...]
-    outputs: tuple[TensorIO, ...]
+    """A model's inputs and outputs, in graph order."""
+
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
 
 
-def _value_io(value) -> TensorIO:
+def _value_io(value) -> TensorSpec:
     import onnx
 
     tensor = value.type.tensor_type
     dims = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
                  for d in tensor.shape.dim)
-    return TensorIO(value.name, np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type)), dims)
+    return TensorSpec(value.name, np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type)), dims)
 
 
 def onnx_io(path: str | Path) -> ModelIO:
@@ -75,8 +65,8 @@ def _sidecar_dtype(name: str) -> np.dtype:
 
 def sidecar_io(io: list[dict]) -> ModelIO:
     """The ``io`` list of an engine sidecar ({name, mode, dtype, shape with -1}) as a ModelIO."""
-    def one(entry: dict) -> TensorIO:
-        return TensorIO(str(entry["name"]), _sidecar_dtype(str(entry["dtype"])),
+    def one(entry: dict) -> TensorSpec:
+        return TensorSpec(str(entry["name"]), _sidecar_dtype(str(entry["dtype"])),
                         tuple(None if int(d) < 0 else int(d) for d in entry["shape"]))
 
     if not io:

@@ -11,6 +11,12 @@ import time
 import numpy as np
 
 from attn_export.errors import ValidationError
+from attn_export.serve.budget import (
+    DEFAULT_MAX_INFLIGHT_BYTES,
+    MemoryBudget,
+    Reservation,
+    output_cost,
+)
 from attn_export.serve.core import InferenceCore
 from attn_export.serve.dtypes import numpy_dtype, protocol_dtype
 from attn_export.serve.errors import BadRequest, ServeError
@@ -63,11 +69,11 @@ def guarded(method):
     """Abort the RPC with Triton's status code on failure; the server keeps serving."""
 
     @functools.wraps(method)
-    async def wrapper(self, request, context):
+    async def wrapper(self, request, context, *rest):
         import grpc
 
         try:
-            return await method(self, request, context)
+            return await method(self, request, context, *rest)
         except ServeError as exc:
             await context.abort(getattr(grpc.StatusCode, exc.grpc_code), str(exc))
         except Exception as exc:  # one failed RPC, never a dead server
@@ -80,10 +86,10 @@ class GrpcEndpoints:
     """The RPCs tritonclient.grpc's common calls make; mixed into tritonclient's generated
     ``GRPCInferenceServiceServicer`` by :func:`make_servicer` (the others stay UNIMPLEMENTED)."""
 
-    def __init__(self, core: InferenceCore) -> None:
+    def __init__(self, core: InferenceCore, budget: MemoryBudget) -> None:
         from tritonclient.grpc import service_pb2
 
-        self.core, self.pb = core, service_pb2
+        self.core, self.pb, self.budget = core, service_pb2, budget
 
     def _tensors(self, items):
         meta = self.pb.ModelMetadataResponse.TensorMetadata
@@ -127,25 +133,55 @@ class GrpcEndpoints:
         return json_format.ParseDict(self.core.statistics(request.name, request.version),
                                      self.pb.ModelStatisticsResponse())
 
-    async def ModelInfer(self, request, context):
+    async def ModelInfer(self, raw: bytes, context):
+        """Registered with no request deserializer: the message's size is reserved against the
+        memory bound before it is parsed (a parse copies every tensor)."""
         started = time.perf_counter()
-        status = "200"
+        state = {"status": "200", "name": ""}
         try:
-            return await self._infer(request, context)
+            return await self._infer(raw, context, state)
         except BaseException:
-            status = "error"
+            state["status"] = "error"
             raise
         finally:
-            _count(self.core, request.model_name, status, started)
+            _count(self.core, state["name"], state["status"], started)
 
     @guarded
-    async def _infer(self, request, context):
+    async def _infer(self, raw: bytes, context, state: dict):
+        reservation = Reservation(self.budget)
+        if hasattr(context, "add_done_callback"):  # released once the response is sent
+            context.add_done_callback(lambda _ctx: reservation.release())
+        try:
+            return await self._infer_reserved(raw, reservation, state)
+        finally:
+            if not hasattr(context, "add_done_callback"):
+                reservation.release()
+
+    async def _infer_reserved(self, raw: bytes, reservation: Reservation, state: dict):
+        reservation.add(GRPC_INPUT_COPIES * len(raw))
+        from google.protobuf.message import DecodeError
+
+        try:
+            request = self.pb.ModelInferRequest.FromString(raw)
+        except DecodeError as exc:
+            raise BadRequest(f"ModelInfer request is not a valid ModelInferRequest message ({exc})") \
+                from None
+        del raw
+        state["name"] = request.model_name
         model = self.core.model(request.model_name, request.model_version)
-        wanted = [o.name for o in request.outputs] or list(model.outputs)
-        unknown = sorted(set(wanted) - set(model.outputs))
-        if unknown:
-            raise BadRequest(f"model {model.name!r} has no outputs {unknown}; it has {sorted(model.outputs)}")
-        outputs = await model.infer(decode_inputs(request))
+        model.refuse_if_busy()  # before any tensor is decoded
+        with model.arriving():  # a batch waiting to fill waits for this one
+            wanted = [o.name for o in request.outputs] or list(model.outputs)
+            unknown = sorted(set(wanted) - set(model.outputs))
+            if unknown:
+                raise BadRequest(f"model {model.name!r} has no outputs {unknown}; it has "
+                                 f"{sorted(model.outputs)}")
+            feed = decode_inputs(request)
+            request.ClearField("raw_input_contents")
+            model.check_inputs(feed)
+            reservation.add(output_cost(model, feed, dict.fromkeys(wanted, True)) * 3 // 2)
+        outputs = await model.infer(feed)
+        del feed
         response = self.pb.ModelInferResponse(model_name=model.name, model_version=model.version,
                                               id=request.id)
         for name in wanted:
@@ -156,12 +192,44 @@ class GrpcEndpoints:
         return response
 
 
-def make_servicer(core: InferenceCore):
+GRPC_INPUT_COPIES = 4
+"""A gRPC request held as: the received message, its parse, the tensors' bytes, the batch copy."""
+
+
+def make_servicer(core: InferenceCore, budget: MemoryBudget):
     """A servicer instance: our endpoints over tritonclient's generated base class."""
     from tritonclient.grpc import service_pb2_grpc
 
     cls = type("Servicer", (GrpcEndpoints, service_pb2_grpc.GRPCInferenceServiceServicer), {})
-    return cls(core)
+    return cls(core, budget)
+
+
+class _Handlers:
+    """Stands in for a server to collect the method handlers tritonclient's generated code makes."""
+
+    def __init__(self) -> None:
+        self.generic, self.methods = [], {}
+
+    def add_generic_rpc_handlers(self, handlers) -> None:
+        self.generic.extend(handlers)
+
+    def add_registered_method_handlers(self, _service: str, handlers: dict) -> None:
+        self.methods = dict(handlers)
+
+
+def service_handler(servicer):
+    """The service's generic handler, ModelInfer taking the request's raw bytes."""
+    import grpc
+    from tritonclient.grpc import service_pb2_grpc as pb_grpc
+
+    collected = _Handlers()
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, collected)
+    methods = collected.methods or dict(collected.generic[0]._method_handlers)  # older generated code
+    methods = {k.rsplit("/", 1)[-1]: v for k, v in methods.items()}
+    methods["ModelInfer"] = grpc.unary_unary_rpc_method_handler(
+        servicer.ModelInfer, request_deserializer=None,
+        response_serializer=servicer.pb.ModelInferResponse.SerializeToString)
+    return grpc.method_handlers_generic_handler("inference.GRPCInferenceService", methods)
 
 
 def _count(core: InferenceCore, name: str, status: str, started: float) -> None:
@@ -176,19 +244,32 @@ def _count(core: InferenceCore, name: str, status: str, started: float) -> None:
     core.metrics.request_seconds.labels(*labels).observe(time.perf_counter() - started)
 
 
-def make_grpc_server(core: InferenceCore, host: str, port: int, max_message_bytes: int):
+def grpc_address(host: str, port: int) -> str:
+    """gRPC's ``host:port`` target: an IPv6 host goes in brackets (``[::]:8001``), else gRPC
+    reads ``:::8001`` as a malformed address and the bind fails."""
+    host = host.strip("[]")
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+MAX_CONCURRENT_RPCS = 256
+"""Past this many RPCs at once gRPC answers RESOURCE_EXHAUSTED before reading the message."""
+
+
+def make_grpc_server(core: InferenceCore, host: str, port: int, max_message_bytes: int,
+                     budget: MemoryBudget | None = None):
     """An unstarted grpc.aio server bound to ``host:port``; returns (server, bound port)."""
     import grpc
-    from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
+    budget = budget or MemoryBudget(DEFAULT_MAX_INFLIGHT_BYTES)
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", max_message_bytes),
                                       ("grpc.max_send_message_length", 2**31 - 1),
-                                      ("grpc.so_reuseport", 0)])
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(make_servicer(core), server)
+                                      ("grpc.so_reuseport", 0)],
+                             maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS)
+    server.add_generic_rpc_handlers((service_handler(make_servicer(core, budget)),))
     from attn_export.errors import AttnExportError
 
     try:
-        bound = server.add_insecure_port(f"{host}:{port}")
+        bound = server.add_insecure_port(grpc_address(host, port))
     except RuntimeError:  # grpcio >= 1.5x raises instead of returning 0
         bound = 0
     if bound == 0:

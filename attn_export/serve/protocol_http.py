@@ -11,12 +11,29 @@ import functools
 import json
 import time
 
-from attn_export.serve.codec_http import decode_raw_request, decode_request, encode_response
+from attn_export.serve.budget import (
+    DEFAULT_MAX_INFLIGHT_BYTES,
+    MemoryBudget,
+    Reservation,
+    input_cost,
+    output_cost,
+)
+from attn_export.serve.codec_http import (
+    decode_raw_request,
+    decode_request,
+    encode_response,
+    json_value_count,
+)
 from attn_export.serve.core import InferenceCore
 from attn_export.serve.errors import BadRequest, ServeError, TooLarge
 from attn_export.serve.served_model import config_json
 
 HEADER_LENGTH = "inference-header-content-length"
+OFF_LOOP_JSON_BYTES = 64 << 10
+"""A JSON request part larger than this is parsed in a worker thread, not on the event loop."""
+OFF_LOOP_JSON_VALUES = 16384
+"""A response with more JSON numbers than this is encoded in a worker thread (~5 ms of work);
+smaller ones stay on the loop, where a thread hop would cost more than the encoding."""
 
 
 def _json(data, status: int = 200):
@@ -45,32 +62,91 @@ def guarded_method(handler):
     return wrapper
 
 
+def PartsResponse(parts: list, media_type: str, headers: dict, on_sent):  # noqa: N802 - a class
+    """A response whose body goes out as ``parts`` (the JSON header, then each tensor's buffer,
+    never joined into one copy); ``on_sent`` runs once they are handed to the connection (or it
+    failed), which is when the request stops holding memory."""
+    from starlette.responses import Response
+
+    class _PartsResponse(Response):
+        def __init__(self) -> None:
+            total = sum(memoryview(p).nbytes for p in parts)
+            super().__init__(b"", 200, {**headers, "content-length": str(total)}, media_type)
+            self.parts = parts
+
+        async def __call__(self, scope, receive, send) -> None:
+            try:
+                await send({"type": "http.response.start", "status": self.status_code,
+                            "headers": self.raw_headers})
+                for part in self.parts:
+                    await send({"type": "http.response.body", "body": part, "more_body": True})
+                self.parts = []
+                # the last, empty message waits (uvicorn's flow control) until the connection has
+                # taken the data out of its buffer: only then is the memory really given back
+                await send({"type": "http.response.body", "body": b""})
+            finally:
+                self.parts = []
+                on_sent()
+
+    return _PartsResponse()
+
+
 def _empty(status: int):
     from starlette.responses import Response
 
     return Response(status_code=status)
 
 
-async def read_body(request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it is known to exceed ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise TooLarge(f"request body of {declared} bytes exceeds --max-request-bytes {limit}")
-    chunks, size = [], 0
+async def read_exactly(request, length: int) -> bytearray:
+    """The body into one buffer of its declared length, filled in place as chunks arrive (no list
+    of chunks joined at the end: that would hold the body twice)."""
+    body = bytearray(length)
+    view, pos = memoryview(body), 0
     async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
+        if pos + len(chunk) > length:
+            raise BadRequest(f"request body is longer than its Content-Length {length}")
+        view[pos:pos + len(chunk)] = chunk
+        pos += len(chunk)
+    if pos != length:
+        raise BadRequest(f"request body has {pos} bytes, its Content-Length says {length}")
+    return body
+
+
+async def read_streamed(request, limit: int, reservation: Reservation, json_all: bool) -> bytearray:
+    """A body without Content-Length (chunked): reserved chunk by chunk as it arrives."""
+    body = bytearray()
+    async for chunk in request.stream():
+        if len(body) + len(chunk) > limit:
             raise TooLarge(f"request body exceeds --max-request-bytes {limit}")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        reservation.add(input_cost(len(chunk), len(chunk) if json_all else 0))
+        body += chunk
+    return body
+
+
+def _json_part_bytes(length: int, header_length: str | None) -> int:
+    """How much of a body of ``length`` bytes is JSON text."""
+    if header_length is None:
+        return length
+    return min(length, int(header_length)) if header_length.isdigit() else 0
 
 
 class HttpEndpoints:
     """The handlers, one small method per endpoint, over one :class:`InferenceCore`."""
 
-    def __init__(self, core: InferenceCore, max_request_bytes: int) -> None:
+    def __init__(self, core: InferenceCore, max_request_bytes: int, budget: MemoryBudget) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
         self.core = core
         self.max_request_bytes = max_request_bytes
+        self.budget = budget
+        self.codec_pool = ThreadPoolExecutor(1, thread_name_prefix="json")
+        """JSON tensor work (``json.loads``, ``tolist``, ``json.dumps``): off the loop that
+        answers health checks and gRPC."""
+
+    async def off_loop(self, func, *args):
+        import asyncio
+
+        return await asyncio.get_running_loop().run_in_executor(self.codec_pool, func, *args)
 
     def model_of(self, request):
         p = request.path_params
@@ -131,24 +207,60 @@ class HttpEndpoints:
 
     @guarded_method
     async def _infer(self, request):
-        from starlette.responses import Response
-
         model = self.model_of(request)
-        body = await read_body(request, self.max_request_bytes)
+        model.refuse_if_busy()  # not ready or queue full: refused before a body byte is read
+        reservation = Reservation(self.budget)
+        try:
+            return await self._infer_reserved(request, model, reservation)
+        except BaseException:
+            reservation.release()
+            raise
+
+    async def _read(self, request, reservation: Reservation, header_length: str | None) -> bytearray:
+        declared = request.headers.get("content-length")
+        if declared is None or not declared.isdigit():
+            return await read_streamed(request, self.max_request_bytes, reservation, header_length is None)
+        length = int(declared)
+        if length > self.max_request_bytes:
+            raise TooLarge(f"request body of {length} bytes exceeds --max-request-bytes "
+                           f"{self.max_request_bytes}")
+        reservation.add(input_cost(length, 0 if header_length == "0"
+                                   else _json_part_bytes(length, header_length)))
+        return await read_exactly(request, length)
+
+    async def _infer_reserved(self, request, model, reservation: Reservation):
+        with model.arriving():  # a batch waiting to fill waits for this one
+            feed, wanted, rid = await self._receive(request, model, reservation)
+        outputs = await model.infer(feed)  # the batcher drops the inputs once they are consumed
+        del feed
+        encode = (model.name, model.version, rid, outputs, wanted)
+        parts, header_length = await self.off_loop(encode_response, *encode) \
+            if json_value_count(outputs, wanted) > OFF_LOOP_JSON_VALUES else encode_response(*encode)
+        del outputs
+        headers = {} if header_length is None else {"Inference-Header-Content-Length": str(header_length)}
+        return PartsResponse(parts, "application/json" if header_length is None
+                             else "application/octet-stream", headers, reservation.release)
+
+    async def _receive(self, request, model, reservation: Reservation):
+        """Read, decode and check one request: (inputs, wanted outputs, request id)."""
         header_length = request.headers.get(HEADER_LENGTH)
-        parsed = decode_raw_request(body, model.inputs, model.max_batch > 0) if header_length == "0" \
-            else decode_request(body, header_length)
+        body = await self._read(request, reservation, header_length)
+        if header_length == "0":
+            parsed = decode_raw_request(body, model.inputs, model.max_batch > 0)
+        elif _json_part_bytes(len(body), header_length) > OFF_LOOP_JSON_BYTES:
+            parsed = await self.off_loop(decode_request, body, header_length)
+        else:
+            parsed = decode_request(body, header_length)
+        del body  # the tensors view into it: it lives exactly as long as they do
         wanted = parsed.outputs if parsed.outputs is not None else \
             [(n, parsed.binary_default) for n in model.outputs]
         unknown = sorted({n for n, _ in wanted} - set(model.outputs))
         if unknown:
             raise BadRequest(f"model {model.name!r} has no outputs {unknown}; it has {sorted(model.outputs)}")
-        outputs = await model.infer(parsed.inputs)
-        content, header_length = encode_response(model.name, model.version, parsed.id, outputs, wanted)
-        if header_length is None:
-            return Response(content, media_type="application/json")
-        return Response(content, media_type="application/octet-stream",
-                        headers={"Inference-Header-Content-Length": str(header_length)})
+        feed, parsed.inputs = parsed.inputs, {}
+        model.check_inputs(feed)
+        reservation.add(output_cost(model, feed, dict(wanted)))
+        return feed, wanted, parsed.id
 
     def routes(self) -> list:
         from starlette.routing import Route
@@ -172,9 +284,10 @@ async def _no_route(request, exc):
                   "(Open Inference Protocol v2 paths start with /v2)")
 
 
-def make_app(core: InferenceCore, max_request_bytes: int):
+def make_app(core: InferenceCore, max_request_bytes: int, budget: MemoryBudget | None = None):
     """The Starlette application serving ``core``."""
     from starlette.applications import Starlette
 
-    routes = HttpEndpoints(core, max_request_bytes).routes()
+    budget = budget or MemoryBudget(DEFAULT_MAX_INFLIGHT_BYTES)
+    routes = HttpEndpoints(core, max_request_bytes, budget).routes()
     return Starlette(routes=routes, exception_handlers={404: _no_route, 405: _no_route})

@@ -6,6 +6,8 @@ REPO/<model>/attn-export.json        precision and golden file (Triton ignores i
 REPO/<model>/1/model.onnx            ONNX Runtime (onnxruntime_onnx)
 REPO/<model>/1/model.plan            TensorRT engine (tensorrt_plan), with model.plan.json sidecar
 REPO/<model>/1/model.golden.npz      validation inputs and PyTorch outputs
+REPO/<model>/1/model.sm87.plan       one engine per GPU compute capability, when the exports hold
+REPO/<model>/1/model.sm110.plan      several (config.pbtxt's cc_model_filenames; device_plans.py)
 ```
 The repository is built in a temporary folder beside the target (same filesystem) and renamed
 into place, so a failed run leaves nothing half-written and a reader never sees a partial one.
@@ -17,10 +19,11 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from attn_export.errors import ModelFileError
+from attn_export.runtime.sidecar import sidecar_path
 from attn_export.serve.config import (
     PLATFORMS,
     BatchOptions,
@@ -32,6 +35,12 @@ from attn_export.serve.config import (
     to_pbtxt,
 )
 from attn_export.serve.config_checks import check_config
+from attn_export.serve.device_plans import (
+    by_capability,
+    check_engines_agree,
+    device_plan_problems,
+    plan_file_name,
+)
 from attn_export.serve.model_io import ModelIO, onnx_io, sidecar_io
 
 META_FILE = "attn-export.json"
@@ -48,6 +57,8 @@ class ExportSource:
     onnx: Path | None
     engine: Path | None
     golden: Path | None
+    engines: tuple[Path, ...] = ()
+    """Every engine of this precision in the folder (``engine`` first): builds for other GPUs."""
 
 
 def source_from_export(export_dir: str | Path, precision: str = "fp32") -> ExportSource:
@@ -66,17 +77,34 @@ def source_from_export(export_dir: str | Path, precision: str = "fp32") -> Expor
     onnx = export_dir / onnx_name if onnx_name and (export_dir / onnx_name).is_file() else None
     engine = export_dir / f"{block}.{precision}.engine"
     engine = engine if engine.is_file() else None
+    engines = ((engine,) if engine else ()) + _other_engines(export_dir, precision, engine)
+    engine = engine or (engines[0] if engines else None)
     if onnx is None and engine is None:
         raise ModelFileError(f"{export_dir} has no {precision} model: neither a {precision} ONNX in "
                              f"report.json nor {block}.{precision}.engine; export with "
                              f"--precision {precision} (and --engine for a plan)")
     golden = export_dir / files["golden"] if files.get("golden") else None
     return ExportSource(export_dir, block, precision, onnx,
-                        engine, golden if golden is not None and golden.is_file() else None)
+                        engine, golden if golden is not None and golden.is_file() else None, engines)
+
+
+def _other_engines(export_dir: Path, precision: str, canonical: Path | None) -> tuple[Path, ...]:
+    """``*.engine`` / ``*.plan`` files besides BLOCK.PRECISION.engine whose sidecar records
+    ``precision``: the same export built on other devices (``se.fp16.thor.engine``)."""
+    from attn_export.runtime.sidecar import read_sidecar
+
+    found = []
+    for path in sorted([*export_dir.glob("*.engine"), *export_dir.glob("*.plan")]):
+        if path == canonical or not path.is_file():
+            continue
+        sidecar = read_sidecar(path)
+        if sidecar is not None and sidecar.precision == precision:
+            found.append(path)
+    return tuple(found)
 
 
 def engine_spec(name: str, engine: Path) -> ModelSpec:
-    from attn_export.export.sidecar import read_sidecar
+    from attn_export.runtime.sidecar import read_sidecar
 
     sidecar = read_sidecar(engine)
     if sidecar is None:
@@ -92,6 +120,50 @@ class PlannedModel:
     source: ExportSource
     spec: ModelSpec
     config: object  # ModelConfig
+    plans: dict[str, Path] = field(default_factory=dict)
+    """Compute capability -> engine, when the model holds one engine per device."""
+
+
+def plan_models(named: list[tuple[str, ExportSource]], prefer: str,
+                options: BatchOptions) -> list[PlannedModel]:
+    """Plan every (name, export) pair; exports sharing a name whose engines were built on
+    different GPUs become one model with an engine per compute capability. Other repeated names
+    stay separate models, for :func:`write_repository` to refuse."""
+    groups: dict[str, list[ExportSource]] = {}
+    for name, source in named:
+        groups.setdefault(name, []).append(source)
+    planned = []
+    for name, sources in groups.items():
+        engines = [e for s in sources for e in s.engines]
+        if len(engines) > 1 and all(s.engines for s in sources):
+            planned.append(plan_device_model(name, sources, engines, prefer, options))
+        else:
+            planned += [plan_model(name, s, prefer, options) for s in sources]
+    return planned
+
+
+def plan_device_model(name: str, sources: list[ExportSource], engines: list[Path], prefer: str,
+                      options: BatchOptions) -> PlannedModel:
+    """One model holding an engine per GPU compute capability (``cc_model_filenames``); the ONNX
+    and golden file come from the first export. Refuses two engines for one capability and
+    engines that would not serve the same config."""
+    check_name(name)
+    plans = by_capability(name, engines)
+    specs = {cc: engine_spec(name, path) for cc, path in plans.items()}
+    check_engines_agree(name, specs, plans)
+    source = next((s for s in sources if s.onnx is not None), sources[0])
+    use_plan = prefer == "plan" or source.onnx is None
+    default = next(iter(plans))  # the lowest capability: deterministic whatever the argument order
+    spec = specs[default] if use_plan else ModelSpec(name, "onnxruntime_onnx", onnx_io(source.onnx))
+    cfg = build_config(spec, options)
+    if use_plan:
+        cfg.default_model_filename = plan_file_name(default)
+    for cc in plans:
+        cfg.cc_model_filenames[cc] = plan_file_name(cc)
+    for checked in ([specs[cc] for cc in plans] if use_plan else [spec]):
+        check_config(cfg, checked)
+    check_config(parse_config(to_pbtxt(cfg)), spec)
+    return PlannedModel(name, source, spec, cfg, plans)
 
 
 def plan_model(name: str, source: ExportSource, prefer: str, options: BatchOptions) -> PlannedModel:
@@ -113,14 +185,22 @@ def _write_model(root: Path, planned: PlannedModel) -> None:
     src = planned.source
     if src.onnx is not None:
         shutil.copyfile(src.onnx, version / "model.onnx")
-    if src.engine is not None:
+    for cc, engine in planned.plans.items():
+        shutil.copyfile(engine, version / plan_file_name(cc))
+        shutil.copyfile(sidecar_path(engine), version / f"{plan_file_name(cc)}.json")
+    if src.engine is not None and not planned.plans:
         shutil.copyfile(src.engine, version / "model.plan")
-        shutil.copyfile(src.engine.with_name(src.engine.name + ".json"), version / "model.plan.json")
+        shutil.copyfile(sidecar_path(src.engine), version / "model.plan.json")
     if src.golden is not None:
         shutil.copyfile(src.golden, version / GOLDEN_FILE)
     (model_dir / "config.pbtxt").write_text(to_pbtxt(planned.config))
     meta = {"block": src.block, "precision": src.precision, "source": str(src.export_dir),
             "golden": f"1/{GOLDEN_FILE}" if src.golden is not None else None}
+    if planned.plans:
+        meta["engines"] = {cc: str(engine) for cc, engine in planned.plans.items()}
+        problems = device_plan_problems(planned.config, version, planned.spec)
+        if problems:
+            raise ConfigError(f"model {planned.name!r}: " + "; ".join(problems))
     (model_dir / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
 
 
@@ -206,6 +286,9 @@ def read_model(repo: Path, model_dir: Path) -> RepoModel:
         io: ModelIO = onnx_io(path) if cfg.platform == "onnxruntime_onnx" else None
         model.spec = engine_spec(name, path) if io is None else ModelSpec(name, cfg.platform, io)
         check_config(cfg, model.spec)
+        problems = device_plan_problems(cfg, model_dir / model.version, model.spec)
+        if problems:
+            raise ConfigError(f"config of model {name!r} would be refused: " + "; ".join(problems))
         _read_meta(repo, model_dir, model)
     except (ModelFileError, OSError) as exc:
         model.problem = str(exc)

@@ -3,7 +3,9 @@ its statistics, and whether it is ready (and if not, why)."""
 
 from __future__ import annotations
 
+import contextlib
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -41,6 +43,19 @@ def config_json(cfg) -> dict:
     return ints(data)
 
 
+def engine_profile(plan: Path) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Profile 0's (min, max) per input, from the engine's sidecar (none: no check here, the
+    runner still refuses)."""
+    from attn_export.runtime.sidecar import read_sidecar
+
+    sidecar = read_sidecar(plan)
+    ranges: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+    for p in (sidecar.profiles if sidecar is not None else []):
+        ranges.setdefault(str(p["name"]), (tuple(int(d) for d in p["min"]),
+                                           tuple(int(d) for d in p["max"])))
+    return ranges
+
+
 class ServedModel:
     """Loads, checks and serves one repository model.
 
@@ -59,11 +74,16 @@ class ServedModel:
         self.reason = entry.problem or ""
         self.stats = ModelStats(self.name, self.version)
         self.batcher: Batcher | None = None
+        self._children = None
         self.runners: list = []
         cfg = self.config
         self.max_batch = int(cfg.max_batch_size) if cfg is not None else 0
         self.inputs = {t.name: (feed_dtype(t), tuple(t.dims)) for t in cfg.input} if cfg else {}
         self.outputs = {t.name: (feed_dtype(t), tuple(t.dims)) for t in cfg.output} if cfg else {}
+        self.model_file: Path | None = None
+        """The file the runners loaded (for TensorRT, the plan picked for this GPU)."""
+        self.profile: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+        """Input name -> (min, max) shape of the engine's profile 0 (TensorRT models only)."""
 
     @property
     def ready(self) -> bool:
@@ -75,15 +95,31 @@ class ServedModel:
         if self.entry.problem:
             return
         try:
-            chosen, path = model_file_for(self.entry.path, self.config.platform, self.backend)
+            chosen, path = self._model_file()
+            self.model_file = path
             count = sum(g.count for g in self.config.instance_group) or 1
             self.runners = [make_runner(chosen, path).load() for _ in range(count)]
+            if chosen == "tensorrt":
+                self.profile = engine_profile(path)
             if self.entry.golden is not None:
                 self._check_golden(self.runners[0])
         except Exception as exc:  # any load failure makes this model, not the server, unavailable
             self.state, self.reason = "UNAVAILABLE", str(exc).splitlines()[0] if str(exc) else repr(exc)
             return
         self.state = "READY"
+
+    def _model_file(self) -> tuple[str, Path]:
+        """(backend, file) to load: for TensorRT, the plan ``cc_model_filenames`` names for this
+        GPU when the config has that map (refused when it has none for this GPU)."""
+        from attn_export.serve.device_plans import plan_for_device
+
+        cfg = self.config
+        forced = self.backend if self.backend != "auto" else None
+        if (forced or BACKEND_OF_PLATFORM.get(cfg.platform)) == "tensorrt":
+            picked = plan_for_device(cfg, self.entry.path.parent, self.name)
+            if picked is not None:
+                return "tensorrt", picked
+        return model_file_for(self.entry.path, cfg.platform, self.backend)
 
     def _check_golden(self, runner) -> None:
         from attn_export.errors import ModelFileError
@@ -113,12 +149,20 @@ class ServedModel:
         if timing.ok:
             self.stats.record_batch(timing.rows, timing.requests, timing.queue_s, timing.compute_s)
         if self.metrics is not None:
-            m, labels = self.metrics, (self.name, self.version)
+            queue, compute, rows, depth = self._metric_children()
             for q in timing.queue_s:
-                m.queue_seconds.labels(*labels).observe(q)
-            m.compute_seconds.labels(*labels).observe(timing.compute_s)
-            m.batch_rows.labels(*labels).observe(timing.rows)
-            m.queue_depth.labels(*labels).set(self.batcher.depth if self.batcher else 0)
+                queue.observe(q)
+            compute.observe(timing.compute_s)
+            rows.observe(timing.rows)
+            depth.set(self.batcher.depth if self.batcher else 0)
+
+    def _metric_children(self) -> tuple:
+        """This model's labelled metrics, looked up once (``labels()`` costs a locked lookup)."""
+        if self._children is None:
+            m, labels = self.metrics, (self.name, self.version)
+            self._children = (m.queue_seconds.labels(*labels), m.compute_seconds.labels(*labels),
+                              m.batch_rows.labels(*labels), m.queue_depth.labels(*labels))
+        return self._children
 
     def check_inputs(self, feed: dict[str, np.ndarray]) -> int:
         """Refuse a feed the config does not describe (names, dtype, shape); returns its rows."""
@@ -140,12 +184,39 @@ class ServedModel:
                 raise BadRequest(f"input {name!r}: shape {list(shape)}, the model expects {list(want)} "
                                  "(-1 = any positive size" + (", first dim = batch)" if self.max_batch
                                                               else ")"))
+            self._check_profile(name, shape)
             if self.max_batch > 0:
                 if shape[0] > self.max_batch:
                     raise BadRequest(f"input {name!r}: batch {shape[0]} exceeds max_batch_size "
                                      f"{self.max_batch}; split the request")
                 rows = shape[0]
         return rows
+
+    def _check_profile(self, name: str, shape: tuple[int, ...]) -> None:
+        """A shape the engine cannot run is the request's fault (400, as Triton answers), caught
+        before it is queued rather than as the engine's failure inside a batch."""
+        if name not in self.profile:
+            return
+        lo, hi = self.profile[name]
+        if len(lo) == len(shape) and not all(a <= d <= b for a, d, b in zip(lo, shape, hi)):
+            fmt = "x".join
+            raise BadRequest(f"input {name!r}: shape {fmt(map(str, shape))} is outside the engine's "
+                             f"profile {fmt(map(str, lo))} .. {fmt(map(str, hi))}; send a shape in "
+                             "that range or rebuild the engine with wider --min-shape/--max-shape")
+
+    def refuse_if_busy(self) -> None:
+        """Before a request's body is read: not ready, or its queue already full (503)."""
+        if not self.ready or self.batcher is None:
+            raise Unavailable(f"model {self.name!r} is not ready: {self.reason or self.state.lower()}")
+        if self.batcher.full:
+            raise Unavailable(f"model {self.name!r}: queue full ({self.batcher.max_queue} requests "
+                              "waiting); retry later or raise max_queue_size / add instances")
+
+    def arriving(self):
+        """Context for receiving one request (see :meth:`Batcher.arriving`)."""
+        if self.batcher is None:
+            return contextlib.nullcontext()
+        return self.batcher.arriving()
 
     async def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if not self.ready or self.batcher is None:

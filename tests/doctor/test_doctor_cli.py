@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import exhaustive
+
 ROOT = Path(__file__).resolve().parents[2]
 JP62 = "# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64, DATE: x\n"
 
@@ -113,7 +115,7 @@ def test_an_unreadable_release_file_and_a_too_new_cuda_python(tmp_path):
     assert found["cuda_python"]["found"] == "13.0.1 (major 13)"
 
 
-@pytest.mark.parametrize("hidden", ["onnx", "numpy", "onnxslim"])
+@pytest.mark.parametrize("hidden", exhaustive(["onnx", "numpy", "onnxslim"]))
 def test_export_names_each_missing_package(hidden):
     code, out = doctor("--for", "export", "--json", hide=[hidden])
     assert code == 1 and hidden in json.loads(out)["roles"]["export"]["blocking"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -45,3 +47,19 @@ def gate_graph():
              helper.make_node("Sigmoid", ["s"], ["g"]),
              helper.make_node("Mul", ["x", "g"], ["y"])]
     return model_of(nodes, {"x": ["N", 4, "H", "W"]}, inits={"w": np.full((1, 4, 1, 1), 0.5)})
+
+
+def small_onnx(path: Path) -> Path:
+    """Conv -> Sigmoid gate -> Mul with a dynamic batch, saved at ``path`` (engine-build tests)."""
+    conv = helper.make_node("Conv", ["input", "k"], ["c"], pads=[1, 1, 1, 1])
+    nodes = [conv, helper.make_node("Sigmoid", ["c"], ["g"]),
+             helper.make_node("Mul", ["input", "g"], ["output"])]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 4, 8, 8])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(
+            np.random.default_rng(0).standard_normal((4, 4, 3, 3)).astype(np.float32), "k")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.save(model, str(path))
+    return path

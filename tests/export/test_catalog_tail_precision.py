@@ -1,17 +1,18 @@
-"""FP16 and INT8 graphs of the issue-13 blocks (second half) run on ONNX Runtime and stay within
-their precision's tolerance; the export at opset 13 (the matrix covers 11, 17 and 18) validates."""
+"""FP16 and INT8 graphs of the catalog's tail (TAIL: tier 2 and 3 blocks) run on ONNX Runtime
+and stay within their precision's tolerance; the export at opset 13 (the matrix covers 11, 17 and
+18) validates."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from attn_export.export.fp16_from_onnx import Fp16RoundingRunner
 from attn_export.export.int8_from_onnx import int8_from_onnx
 from attn_export.export.onnx_from_torch import io_names
 from attn_export.export.precision import write_fp16_onnx
 from attn_export.modules.registry import BLOCKS
 from attn_export.runtime.compare import compare, has_spread
+from attn_export.runtime.fp16_rounding import Fp16RoundingRunner
 from attn_export.runtime.inputs import extra_feeds
 from attn_export.runtime.onnxruntime_runner import OnnxRuntimeRunner
 
@@ -20,7 +21,7 @@ TAIL = [n for n in ("ema", "shuffle_attention", "criss_cross", "psa_p", "psa_s",
 SHAPE_HW = (12, 10)
 INT8_BEYOND_TOLERANCE = {"ema": 0.85, "residual_attention": 0.95}
 """Blocks whose Q/DQ graph runs but misses the int8 row on ORT CPU, with the cosine it keeps
-(measured; README "Issue-13 blocks: precision notes" says why): EMA divides each channel by its
+(measured; the precision notes of the documentation say why): EMA divides each channel by its
 own standard deviation after a quantized grouped conv, which amplifies the conv's INT8 error;
 residual_attention (stage 1) chains 20 quantized convs, whose errors add up."""
 
@@ -30,7 +31,7 @@ def exported(request, tmp_path_factory):
     import torch
 
     from attn_export.export.onnx_from_torch import onnx_from_torch
-    from attn_export.export.pipeline import randomize_norm_statistics
+    from attn_export.export.stages import randomize_norm_statistics
     from attn_export.modules.factory import create_block
     from attn_export.runtime.inputs import standard_cases
 

@@ -6,8 +6,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from attn_export.export.fp16_from_onnx import KEEP_FP32_OPS, Fp16RoundingRunner, fp16_from_onnx
-from attn_export.export.precision import graph_kind
+from attn_export.export.fp16_from_onnx import KEEP_FP32_OPS, fp16_from_onnx
+from attn_export.runtime.fp16_rounding import Fp16RoundingRunner
+from attn_export.runtime.validation_runner import graph_kind
 from tests.export.onnx_graphs import F32, elem_type, gate_graph, model_of, run
 
 

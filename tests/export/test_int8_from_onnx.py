@@ -27,7 +27,20 @@ def test_gate_nodes_follow_shape_ops_to_the_gating_mul():
              helper.make_node("Mul", ["h", "p"], ["q"], name="hmul"),
              helper.make_node("Sigmoid", ["q"], ["y"], name="last")]
     model = model_of(nodes, {"a": [1, 4], "x": [1, 4, 1], "ax": [1]})
-    assert gate_nodes(model) == ["sig", "unsq", "gate_mul", "hsig", "hmul", "last"]
+    # hsig * p is HardSwish (an activation: the tensor times a function of itself) and the last
+    # Sigmoid multiplies nothing: neither is an attention gate, so both are quantized as usual.
+    assert gate_nodes(model) == ["sig", "unsq", "gate_mul"]
+
+
+def test_a_product_of_gates_is_a_gate_and_its_multiply_stays_float():
+    # CoordAtt's deploy form: x * (sigmoid(a_h) * sigmoid(a_w)); the outer Mul applies the gate.
+    nodes = [helper.make_node("Sigmoid", ["a"], ["gh"], name="sig_h"),
+             helper.make_node("Sigmoid", ["b"], ["gw"], name="sig_w"),
+             helper.make_node("Mul", ["gh", "gw"], ["g"], name="gate_product"),
+             helper.make_node("Mul", ["x", "g"], ["y"], name="apply"),
+             helper.make_node("Mul", ["y", "x"], ["z"], name="not_a_gate")]
+    model = model_of(nodes, {"a": [1, 4, 8, 1], "b": [1, 4, 1, 8], "x": [1, 4, 8, 8]})
+    assert gate_nodes(model) == ["sig_h", "gate_product", "sig_w", "apply"]
 
 
 def test_gemv_nodes_are_vector_gemms_and_1x1_map_convs():

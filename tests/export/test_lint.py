@@ -23,7 +23,6 @@ from onnx import numpy_helper
 
 from attn_export.errors import ModelFileError
 from attn_export.export.lint import (
-    _RULES,
     GRAPH,
     UnknownTrtVersionError,
     known_versions,
@@ -31,6 +30,7 @@ from attn_export.export.lint import (
     resolve_trt_version,
     support_table,
 )
+from attn_export.export.lint.rules import RULES
 
 VERSIONS = ("8.5", "10.3", "10", "11")
 
@@ -210,7 +210,8 @@ def test_layernorm_variance_warns_h9_where_fp16_may_be_chosen(version):
 
 
 def _qdq(x="x", zp_type=np.int8, zp=0, axis=None, weights=None):
-    """x -> QuantizeLinear -> DequantizeLinear -> Sigmoid, or DQ(weights) -> Conv."""
+    """x -> QuantizeLinear -> DequantizeLinear -> Sigmoid gating the map m, or DQ(weights) ->
+    Conv. (A Sigmoid that multiplies nothing, or only its own input, is no gate: no F2.)"""
     if weights is not None:
         scale = _const("ws", np.full(weights.shape[axis], 0.1), np.float32)
         nodes = [oh.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wf"], axis=axis,
@@ -221,9 +222,10 @@ def _qdq(x="x", zp_type=np.int8, zp=0, axis=None, weights=None):
         return _model(nodes, [_vi("x")], [_vi("y", shape=(1, 8, 6, 6))], inits, opset=13)
     nodes = [oh.make_node("QuantizeLinear", [x, "s", "z"], ["q"], name="q"),
              oh.make_node("DequantizeLinear", ["q", "s", "z"], ["dq"], name="dq"),
-             oh.make_node("Sigmoid", ["dq"], ["y"], name="gate")]
+             oh.make_node("Sigmoid", ["dq"], ["g"], name="gate"),
+             oh.make_node("Mul", ["m", "g"], ["y"], name="gate_mul")]
     dtype = TP.INT32 if x == "xi" else TP.FLOAT
-    return _model(nodes, [_vi(x, dtype)], [_vi("y")],
+    return _model(nodes, [_vi(x, dtype), _vi("m")], [_vi("y")],
                   [_const("s", 0.1, np.float32), _const("z", zp, zp_type)], opset=13)
 
 
@@ -301,7 +303,9 @@ def test_json_report_round_trips():
 
 @pytest.mark.parametrize("given,key", [("10.3", "10.3"), ("10.3.0.26", "10.3"), ("10", "10.15"),
                                        ("10.x", "10.15"), ("11", "11.5"), ("11.x", "11.5"),
-                                       ("8.5.2", "8.5"), ("TensorRT 11.0", "11.0")])
+                                       ("8.5.2", "8.5"), ("TensorRT 11.0", "11.0"),
+                                       ("10.16", "10.15"), ("10.16.1.11", "10.15"),
+                                       ("11.5.0.1", "11.5")])
 def test_version_matching(given, key):
     assert resolve_trt_version(given) == key
 
@@ -337,7 +341,7 @@ def test_table_data_is_complete_and_only_uses_known_rules():
         for op, spec in table["ops"].items():
             assert spec.get("supported") is False or spec["types"], (key, op)
             for rule in spec.get("rules", []):
-                assert rule["rule"] in _RULES or rule["rule"] == "note", (key, op, rule)
+                assert rule["rule"] in RULES or rule["rule"] == "note", (key, op, rule)
 
 
 def test_lint_module_imports_no_torch():

@@ -7,15 +7,10 @@ from onnx import numpy_helper
 
 from attn_export.errors import BlockConfigError, ExportError, ShapeModeError
 from attn_export.export.onnx_from_torch import onnx_from_torch
-from attn_export.export.pipeline import (
-    ExportRequest,
-    add_to_report,
-    build_block,
-    check_simplification,
-    export_block,
-    golden_from_torch,
-    resolve,
-)
+from attn_export.export.pipeline import ExportRequest, export_block, resolve
+from attn_export.export.report import add_to_report
+from attn_export.export.sources import build_block
+from attn_export.export.stages import check_simplification, golden_from_torch
 
 
 def test_resolve_fills_defaults_from_the_registry():

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from attn_export.errors import ValidationError
-from attn_export.export.precision_plan import parse_trt_version, plan_precision, precision_onnx_path
+from attn_export.export.precision_plan import PrecisionPlan, plan_precision, precision_onnx_path
+from attn_export.runtime.trt_version import TrtVersion
 
 
 @pytest.mark.parametrize(
@@ -28,7 +29,7 @@ def test_plan_per_trt_version(precision, version, mode, graph, typed, flags):
     assert (plan.graph, plan.strongly_typed, plan.builder_flags) == (graph, typed, flags)
     assert plan.pin_fp32_layers == (mode == "flag" and precision == "fp16")
     assert plan.cleared_flags == ("TF32",)  # every plan: "FP32 elsewhere" must mean FP32
-    assert plan.to_dict()["trt_version"] == ".".join(map(str, parse_trt_version(version)))
+    assert plan.to_dict()["trt_version"] == ".".join(map(str, TrtVersion.parse(version).triple))
     # TensorRT 11 removed weak typing: no precision flag may appear in an 11.x plan
     if version.startswith("11"):
         assert not {"FP16", "INT8"} & set(plan.builder_flags)
@@ -52,10 +53,17 @@ def test_fp32_with_flag_mode_is_planned_on_11():
     assert plan_precision("fp32", "11.4", "flag") == plan_precision("fp32", "11.4", "typed")
 
 
-def test_parse_trt_version():
-    assert parse_trt_version("10") == (10, 0, 0)
-    assert parse_trt_version("10.3.0.30") == (10, 3, 0)
-    assert parse_trt_version((11, 1)) == (11, 1, 0)
+def test_the_plan_reads_versions_with_trt_version():
+    """Whatever form the version comes in, the plan holds (major, minor, patch) as a TrtVersion."""
+    assert plan_precision("fp32", "10").trt_version == TrtVersion((10, 0, 0))
+    assert plan_precision("fp32", "10.16.1.11").trt_version == TrtVersion((10, 16, 1))
+    assert plan_precision("fp32", (11, 1)).trt_version.triple == (11, 1, 0)
+    assert plan_precision("fp16", TrtVersion.parse("10.3.0.30")).to_dict()["trt_version"] == \
+        "10.3.0"
+    forged = PrecisionPlan("fp16", (11, 4, 0, 106), "fp16", strongly_typed=True)
+    assert forged.trt_version.major == 11 and str(forged.trt_version) == "11.4.0"
+    with pytest.raises(ValidationError, match="expected MAJOR"):
+        plan_precision("fp32", "latest")
 
 
 def test_precision_paths():

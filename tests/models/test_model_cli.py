@@ -198,10 +198,10 @@ def test_a_whole_model_pickle_is_refused_through_the_cli(tmp_path):
 
 
 
-def test_the_readme_networks_table_is_the_registrys():
+def test_the_docs_networks_table_is_the_registrys():
     from attn_export.commands.model import markdown_table
-    from tools.update_readme import README
+    from tools.update_docs_tables import NETWORKS_PAGE
 
-    text = README.read_text()
+    text = NETWORKS_PAGE.read_text()
     table = text.split("<!-- networks:start -->\n")[1].split("\n<!-- networks:end -->")[0]
-    assert table == markdown_table(), "README networks table is stale: run `make readme`"
+    assert table == markdown_table(), "docs/networks.md table is stale: run `make tables`"

@@ -122,12 +122,14 @@ def test_a_pickled_ultralytics_model_is_refused_with_how_to_save_a_state_dict(tm
                 self.conv = torch.nn.Conv2d(3, 8, 3)
     """))
     monkeypatch.syspath_prepend(str(tmp_path))
+    for name in [m for m in sys.modules if m.startswith("ultralytics")]:
+        monkeypatch.delitem(sys.modules, name)  # a real Ultralytics comes back after the test
     from ultralytics.nn.tasks import DetectionModel
 
     path = tmp_path / "yolo11n.pt"
     torch.save({"model": DetectionModel(), "epoch": 3}, path)
     for name in [m for m in sys.modules if m.startswith("ultralytics")]:
-        monkeypatch.delitem(sys.modules, name)
+        del sys.modules[name]  # the stand-in goes for good: later tests import the real package
     with pytest.raises(CheckpointError) as err:
         load_network_checkpoint(create_model("tiny_detector"), path, "auto", "tiny_detector")
     text = str(err.value)

@@ -11,6 +11,7 @@ from attn_export.errors import BlockConfigError
 from attn_export.modules.bam import BAM, BAMReference
 from attn_export.modules.checkpoints import load_pretrained
 from attn_export.modules.registry import block_info
+from tests.conftest import exhaustive
 from tests.onnx_checks import export_and_compare
 from tests.weights import assert_matches_float64, randomize_norms_and_biases
 
@@ -152,9 +153,10 @@ def test_nan_free_on_flat_maps(fill):
     assert_matches_float64(block, torch.full((2, 32, 7, 9), fill))
 
 
-@pytest.mark.parametrize("exporter,opset", [("torchscript", 17), ("dynamo", 18)])
+@pytest.mark.parametrize("exporter,opset",
+                         exhaustive([("torchscript", 17), ("dynamo", 18)], unpack=True))
 def test_onnx_dynamic_hw_matches_torch_at_other_sizes(tmp_path, exporter, opset):
     block = randomize_norms_and_biases(BAM(32)).eval()
     export_and_compare(block, tmp_path, (2, 32, 16, 16), [(3, 32, 9, 13), (1, 32, 24, 20)],
                        exporter=exporter, opset=opset, filename="bam.onnx",
-                       forbidden=block_info("bam").extra["forbidden_ops"])
+                       forbidden=block_info("bam").forbidden_ops)

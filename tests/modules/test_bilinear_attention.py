@@ -108,7 +108,7 @@ def test_exports_with_dynamic_hw(tmp_path, opset):
     _, dep = _pair()
     export_and_compare(dep, tmp_path, (1, 64, 12, 10), [(1, 64, 12, 10), (3, 64, 7, 15)],
                        opset=opset, dynamic="all",
-                       forbidden=block_info("bilinear").extra["forbidden_ops"])
+                       forbidden=block_info("bilinear").forbidden_ops)
 
 
 def test_published_form_cannot_export_h4(tmp_path):

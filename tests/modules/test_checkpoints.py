@@ -141,3 +141,30 @@ def test_linear_from_conv1x1_refuses_spatial_kernels():
     assert linear_from_conv1x1(torch.zeros(4, 3, 1, 1)).shape == (4, 3)
     with pytest.raises(CheckpointError, match="1x1"):
         linear_from_conv1x1(torch.zeros(4, 3, 3, 3))
+
+
+@pytest.mark.parametrize("wrap", [
+    lambda sd: {f"module.{k}": v for k, v in sd.items()},
+    lambda sd: {"epoch": 90, "state_dict_ema": {f"module.{k}": v for k, v in sd.items()}},
+    lambda sd: {"model": {"state_dict": sd}},
+], ids=["module-prefix", "ema-wrapped", "nested-wrappers"])
+def test_convert_reads_what_model_reads(tmp_path, wrap):
+    """`attn-export convert` and `attn-export model` share one reader: DataParallel prefixes and
+    timm's EMA wrapper are accepted by both."""
+    from click.testing import CliRunner
+
+    from attn_export.cli import main
+    from attn_export.models.checkpoints import read_state_dict as network_reader
+
+    sd = _official_cbam_state_dict()
+    torch.save(wrap(sd), tmp_path / "in.pth")
+    assert set(network_reader(tmp_path / "in.pth")) == set(sd)
+    result = CliRunner().invoke(main, ["convert", str(tmp_path / "in.pth"), "--block", "cbam",
+                                       "--output", str(tmp_path / "out.pth")])
+    assert result.exit_code == 0, result.output
+    assert "from the 'official' layout" in result.output
+    expected = load_pretrained("cbam", sd, source="official", variant="reference")
+    ours = load_pretrained("cbam", tmp_path / "in.pth", source="auto", variant="reference")
+    x = torch.randn(1, 32, 5, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), expected(x), atol=0, rtol=0)

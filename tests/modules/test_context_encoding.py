@@ -146,7 +146,7 @@ def test_se_logits_need_the_head():
 def test_export_opset13_dynamic_hw(tmp_path):
     dep = randomize(EncNet(16, nclass=5, ncodes=8), std=0.3, bn=TRAINED_BN)
     export_and_compare(dep, tmp_path, (1, 16, 8, 8), [(3, 16, 9, 13), (1, 16, 5, 5)], opset=13,
-                       forbidden=block_info("encnet").extra["forbidden_ops"], atol=1e-5, rtol=1e-4)
+                       forbidden=block_info("encnet").forbidden_ops, atol=1e-5, rtol=1e-4)
 
 
 class MmsegConvModule(nn.Module):

@@ -152,4 +152,4 @@ def test_export_with_dynamic_hw_matches_at_other_sizes(tmp_path):
     _, dep = _pair(32, 4)
     export_and_compare(dep, tmp_path, (2, 32, 16, 16), [(3, 32, 9, 13), (1, 32, 24, 20)],
                        exporter="torchscript", opset=11, filename="ca.onnx",
-                       forbidden=block_info("coordatt").extra["forbidden_ops"])
+                       forbidden=block_info("coordatt").forbidden_ops)

@@ -123,7 +123,7 @@ def test_exports_with_dynamic_hw_and_no_inf_constant(tmp_path, opset):
     _, dep = _pair()
     export_and_compare(dep, tmp_path, (1, 32, 12, 10), [(1, 32, 12, 10), (3, 32, 7, 15)],
                        opset=opset, dynamic="all",
-                       forbidden=block_info("criss_cross").extra["forbidden_ops"])
+                       forbidden=block_info("criss_cross").forbidden_ops)
     import onnx
     from onnx import numpy_helper
 

@@ -137,7 +137,7 @@ def test_named_multi_input_export_matches_torch(tmp_path, opset):
     model = onnx.load(str(path))
     assert [i.name for i in model.graph.input] == ["input", "h", "c"]
     assert [o.name for o in model.graph.output] == ["output", "h_out", "c_out"]
-    graph_ops(path, block_info("dia").extra["forbidden_ops"])
+    graph_ops(path, block_info("dia").forbidden_ops)
     args = (torch.randn(3, 32, 7, 15), torch.rand(3, 32), torch.randn(3, 32))
     with OnnxRuntimeRunner(path, ["CPUExecutionProvider"]) as runner:
         got = runner.infer(dict(zip(("input", "h", "c"), (a.numpy() for a in args))))

@@ -197,6 +197,6 @@ def test_cam_deploy_stays_finite_in_fp16_where_the_reference_overflows():
 def test_export_opset13_dynamic_hw(tmp_path, pair, name):
     _, dep = pair()
     ops = export_and_compare(dep, tmp_path, (1, 16, 8, 8), [(3, 16, 9, 13), (1, 16, 5, 5)],
-                             opset=13, forbidden=block_info(name).extra["forbidden_ops"],
+                             opset=13, forbidden=block_info(name).forbidden_ops,
                              atol=2e-5, rtol=1e-4)
     assert ops.get("Transpose", 0) == 1  # PAM: the small key map only; CAM: X^T

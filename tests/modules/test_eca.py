@@ -159,10 +159,10 @@ def test_dynamo_export_traced_at_batch_one(tmp_path):
                                 dynamo=True, dynamic_shapes={"x": dims}, verbose=False)
     program.save(str(tmp_path / "eca.onnx"))
     compare_onnx(block, tmp_path / "eca.onnx", ORT_SHAPES,
-                 forbidden=block_info("eca").extra["forbidden_ops"])
+                 forbidden=block_info("eca").forbidden_ops)
 
 
 def test_torchscript_export_with_dynamic_hw(tmp_path):
     block = randomize(ECA(32, k_size=5), std=1.0)
     export_and_compare(block, tmp_path, (2, 32, 16, 16), ORT_SHAPES, exporter="torchscript",
-                       opset=11, filename="eca.onnx", forbidden=block_info("eca").extra["forbidden_ops"])
+                       opset=11, filename="eca.onnx", forbidden=block_info("eca").forbidden_ops)

@@ -80,5 +80,5 @@ def test_widths_the_groups_do_not_divide_are_refused(channels, factor):
 def test_exports_with_dynamic_hw(tmp_path, opset):
     _, dep = _pair()
     export_and_compare(dep, tmp_path, (1, 64, 12, 10), [(1, 64, 12, 10), (3, 64, 7, 15)],
-                       opset=opset, dynamic="all", forbidden=block_info("ema").extra["forbidden_ops"],
+                       opset=opset, dynamic="all", forbidden=block_info("ema").forbidden_ops,
                        atol=1e-4, rtol=1e-4)

@@ -10,6 +10,7 @@ from attn_export.errors import BlockConfigError
 from attn_export.modules.checkpoints import load_pretrained
 from attn_export.modules.epsa import EPSA, EPSAReference
 from attn_export.modules.registry import block_info
+from tests.conftest import exhaustive
 from tests.onnx_checks import export_and_compare
 
 SHAPES = [(1, 7, 9), (3, 13, 5), (3, 8, 8)]
@@ -149,9 +150,10 @@ def test_nan_free_on_flat_maps(fill):
     assert torch.isfinite(block(torch.full((2, 64, 7, 9), fill))).all()
 
 
-@pytest.mark.parametrize("exporter,opset", [("torchscript", 17), ("dynamo", 18)])
+@pytest.mark.parametrize("exporter,opset",
+                         exhaustive([("torchscript", 17), ("dynamo", 18)], unpack=True))
 def test_onnx_dynamic_hw_matches_torch_at_other_sizes(tmp_path, exporter, opset):
     block = randomize(EPSA(64)).eval()
     export_and_compare(block, tmp_path, (2, 64, 16, 16), [(3, 64, 9, 13), (1, 64, 24, 20)],
                        exporter=exporter, opset=opset, filename="epsa.onnx",
-                       forbidden=block_info("epsa").extra["forbidden_ops"])
+                       forbidden=block_info("epsa").forbidden_ops)

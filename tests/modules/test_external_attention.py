@@ -13,6 +13,7 @@ from attn_export.modules.checkpoints import infer_hyperparams, load_pretrained
 from attn_export.modules.external_attention import ExternalAttention, ExternalAttentionReference
 from attn_export.modules.factory import create_block
 from attn_export.modules.swap import to_deploy
+from tests.conftest import exhaustive
 from tests.onnx_checks import export_and_compare
 
 SHAPES = [(1, 7, 9), (3, 13, 5), (3, 16, 16), (1, 1, 1)]
@@ -160,7 +161,8 @@ def test_finite_on_zero_and_constant_maps(fill):
         torch.testing.assert_close(dep(x), ref(x), atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("exporter,opset", [("torchscript", 11), ("dynamo", 18)])
+@pytest.mark.parametrize("exporter,opset",
+                         exhaustive([("torchscript", 11), ("dynamo", 18)], unpack=True))
 def test_exports_without_reshapes_and_runs_at_other_sizes(tmp_path, exporter, opset):
     _, dep = _pair(16, 8)
     export_and_compare(dep, tmp_path, (2, 16, 16, 16), [(3, 16, 9, 13), (3, 16, 24, 20)],

@@ -132,5 +132,5 @@ def test_export_opset13_dynamic_batch(tmp_path, hw):
     dep = FCA(**ref.init_args, input_size=hw).eval()
     dep.load_state_dict(ref.state_dict())
     ops = export_and_compare(dep, tmp_path, (2, 32, *hw), [(1, 32, *hw), (3, 32, *hw)], opset=13,
-                             dynamic="batch", forbidden=block_info("fca").extra["forbidden_ops"])
+                             dynamic="batch", forbidden=block_info("fca").forbidden_ops)
     assert ("AveragePool" in ops) == (hw == (14, 28))

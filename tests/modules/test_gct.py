@@ -137,7 +137,7 @@ def _ort_matches_torch(block, tmp_path, exporter, opset):
     export_and_compare(block, tmp_path, (2, c, 16, 16), [(3, 9, 13), (1, 24, 20)],
                        make_input=lambda nhw: _input(nhw, c, block.after_relu),
                        exporter=exporter, opset=opset, filename="gct.onnx",
-                       forbidden=block_info("gct").extra["forbidden_ops"])
+                       forbidden=block_info("gct").forbidden_ops)
 
 
 @pytest.mark.parametrize(

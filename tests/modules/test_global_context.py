@@ -16,6 +16,7 @@ from attn_export.modules.global_context import (
 )
 from attn_export.modules.registry import BLOCKS
 from attn_export.modules.swap import to_deploy
+from tests.conftest import exhaustive
 from tests.onnx_checks import export_and_compare
 from tests.weights import randomize
 
@@ -231,12 +232,13 @@ def _size_arithmetic(path) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize("exporter,opset", [("torchscript", 17), ("dynamo", 18)])
+@pytest.mark.parametrize("exporter,opset",
+                         exhaustive([("torchscript", 17), ("dynamo", 18)], unpack=True))
 def test_exports_plain_ops_and_runs_at_other_sizes(tmp_path, exporter, opset):
     ref, dep = _pair(32, 0.25, "att", ("channel_add", "channel_mul"))
     ops = export_and_compare(dep, tmp_path, (2, 32, 16, 16), [(3, 32, 9, 13), (1, 32, 24, 20)],
                              exporter=exporter, opset=opset, filename="gc.onnx", atol=1e-5,
-                             rtol=1e-4, forbidden=set(BLOCKS["gc"].extra["forbidden_ops"]))
+                             rtol=1e-4, forbidden=set(BLOCKS["gc"].forbidden_ops))
     assert "MatMul" in ops  # the tuned form: both passes over x are MatMuls on one view
     assert not _size_arithmetic(tmp_path / "gc.onnx")
     ref_ops = export_and_compare(ref, tmp_path, (2, 32, 16, 16), [], exporter=exporter,

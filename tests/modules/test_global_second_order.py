@@ -117,7 +117,7 @@ def test_checkpoint_infers_channels_and_att_dim():
 def test_deploy_graph_has_no_centring_matrix_and_follows_dynamic_hw(tmp_path):
     dep = randomize(GSoP(32, att_dim=16), std=0.2, bn=TRAINED_BN)
     export_and_compare(dep, tmp_path, (1, 32, 16, 16), [(3, 32, 9, 13), (1, 32, 21, 6)],
-                       opset=13, forbidden=block_info("gsop").extra["forbidden_ops"],
+                       opset=13, forbidden=block_info("gsop").forbidden_ops,
                        atol=1e-5, rtol=1e-4)
     model = onnx.load(str(tmp_path / "block.onnx"))
     # 16x16 with the published stride 2 leaves M = 64 positions: the reference's I_hat is (64, 64)

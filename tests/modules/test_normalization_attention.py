@@ -59,4 +59,4 @@ def test_checkpoint_infers_channels():
 def test_export_opset13_dynamic_hw_has_no_transpose(tmp_path):
     dep = randomize(NAM(16))
     export_and_compare(dep, tmp_path, (1, 16, 8, 8), [(3, 16, 9, 13), (1, 16, 5, 5)], opset=13,
-                       forbidden=block_info("nam").extra["forbidden_ops"])
+                       forbidden=block_info("nam").forbidden_ops)

@@ -129,5 +129,5 @@ def test_exports_with_dynamic_hw(tmp_path, name, opset):
     _, dep = _pair(name)
     ops = export_and_compare(dep, tmp_path, (1, 32, 12, 10), [(1, 32, 12, 10), (3, 32, 7, 15)],
                              opset=opset, dynamic="all", atol=1e-4, rtol=1e-4,
-                             forbidden=block_info(name).extra["forbidden_ops"])
+                             forbidden=block_info(name).forbidden_ops)
     assert ("LayerNormalization" in ops) == (name == "psa_s" and opset >= 17)  # H9

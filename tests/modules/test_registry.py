@@ -1,8 +1,6 @@
 """Every registry entry can be built, run and swapped (STYLE 7: timm once shipped one that
 could not be constructed)."""
 
-import importlib
-
 import pytest
 import torch
 
@@ -23,12 +21,8 @@ def _kwargs(name):
 def _reference_kwargs(name, input_size):
     """Constructor sizes a reference form fixes: rga's published in_spatial (its input_size), or
     residual_attention's upsampling sizes (a hook in its module computes them)."""
-    info = BLOCKS[name]
-    hook = info.extra.get("reference_geometry_hook")
-    if hook is not None:
-        return getattr(importlib.import_module(f"attn_export.modules.{info.family}"),
-                       hook)(input_size)
-    return {"input_size": input_size} if info.extra.get("reference_geometry") else {}
+    hook = BLOCKS[name].reference_geometry
+    return hook(input_size) if hook is not None else {}
 
 
 @pytest.mark.parametrize("name", list_blocks())
@@ -60,9 +54,11 @@ def test_both_forms_build_run_and_swap(name):
         torch.testing.assert_close(deployed(*args), expected, atol=1e-5, rtol=1e-4)
     first = expected[0] if isinstance(expected, tuple) else expected
     assert first.shape == args[0].shape
+    inputs, outputs, _ = io_names(deployed)  # the registry names what the export will name
+    assert (tuple(inputs), tuple(outputs)) == (BLOCKS[name].inputs, BLOCKS[name].outputs)
 
 
-SINGLE_INPUT = [n for n in list_blocks() if "inputs" not in BLOCKS[n].extra]
+SINGLE_INPUT = [n for n in list_blocks() if len(BLOCKS[n].inputs) == 1]
 
 
 @pytest.mark.parametrize("name", SINGLE_INPUT)  # multi-input blocks: their own stage tests

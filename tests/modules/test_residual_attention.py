@@ -12,6 +12,7 @@ from attn_export.modules.residual_attention import (
     ResidualAttentionReference,
     reference_geometry,
 )
+from tests.conftest import exhaustive
 from tests.onnx_checks import export_and_compare
 from tests.weights import randomize
 
@@ -146,8 +147,8 @@ def test_published_defaults_load_strictly_and_match(stage, published):
         torch.testing.assert_close(ref(x), pub(x), atol=0, rtol=0)
 
 
-@pytest.mark.parametrize("hw", [(9, 13), (16, 16), (1, 5), (20, 7)], ids=str)
-@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("hw", exhaustive([(9, 13), (16, 16), (1, 5), (20, 7)]), ids=str)
+@pytest.mark.parametrize("batch", exhaustive([3, 1]))
 @pytest.mark.parametrize("stage", [1, 2, 3])
 def test_deploy_equals_reference_built_for_the_size(stage, hw, batch):
     ref = randomize(ResidualAttentionReference(8, stage=stage, **reference_geometry(hw, stage)),

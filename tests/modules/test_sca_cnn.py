@@ -70,7 +70,7 @@ def test_named_two_input_export_matches_torch(tmp_path, opset):
     path = onnx_from_torch(dep, (1, 16, 12, 10), tmp_path / "sca.onnx", opset, dynamic="all")
     model = onnx.load(str(path))
     assert [i.name for i in model.graph.input] == ["input", "state"]
-    graph_ops(path, block_info("sca").extra["forbidden_ops"])
+    graph_ops(path, block_info("sca").forbidden_ops)
     x, h = torch.randn(3, 16, 7, 15), torch.randn(3, 24)
     with OnnxRuntimeRunner(path, ["CPUExecutionProvider"]) as runner:
         got = runner.infer({"input": x.numpy(), "state": h.numpy()})["output"]

@@ -129,7 +129,7 @@ def test_max_fusion_exports_with_dynamic_hw(tmp_path):
     dep = randomize(SCSE(16, 4, "max"))
     ops = export_and_compare(dep, tmp_path, (2, 16, 16, 16), [(3, 16, 9, 13), (1, 16, 24, 20)],
                              exporter="torchscript", opset=17, filename="scse.onnx",
-                             forbidden=block_info("scse").extra["forbidden_ops"])
+                             forbidden=block_info("scse").forbidden_ops)
     assert "Max" in ops
 
 

@@ -137,4 +137,4 @@ def test_exports_with_dynamic_hw(tmp_path, opset):
     _, dep = _pair()
     export_and_compare(dep, tmp_path, (1, 32, 12, 10), [(1, 32, 12, 10), (3, 32, 7, 15)],
                        opset=opset, dynamic="all", atol=1e-4, rtol=1e-4,
-                       forbidden=block_info("soca").extra["forbidden_ops"])
+                       forbidden=block_info("soca").forbidden_ops)

@@ -16,6 +16,7 @@ from attn_export.modules.selective_kernel import (
     SelectiveKernelReference,
     make_divisible,
 )
+from tests.conftest import exhaustive
 from tests.onnx_checks import export_and_compare
 from tests.weights import assert_matches_float64, randomize_norms_and_biases
 
@@ -235,9 +236,10 @@ def test_nan_free_on_flat_maps(fill):
     assert_matches_float64(block, torch.full((2, 32, 7, 9), fill))
 
 
-@pytest.mark.parametrize("exporter,opset", [("torchscript", 17), ("dynamo", 18)])
+@pytest.mark.parametrize("exporter,opset",
+                         exhaustive([("torchscript", 17), ("dynamo", 18)], unpack=True))
 def test_onnx_dynamic_hw_matches_torch_at_other_sizes(tmp_path, exporter, opset):
     block = randomize_norms_and_biases(SelectiveKernel(48, kernel_size=[3, 5, 7])).eval()
     export_and_compare(block, tmp_path, (2, 48, 16, 16), [(3, 48, 9, 13), (1, 48, 24, 20)],
                        exporter=exporter, opset=opset, filename="sk.onnx",
-                       forbidden=block_info("sk").extra["forbidden_ops"])
+                       forbidden=block_info("sk").forbidden_ops)

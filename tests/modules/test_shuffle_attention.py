@@ -87,4 +87,4 @@ def test_exports_with_dynamic_hw(tmp_path, opset):
     _, dep = _pair(48, 4)
     export_and_compare(dep, tmp_path, (1, 48, 12, 10), [(1, 48, 12, 10), (3, 48, 7, 15)],
                        opset=opset, dynamic="all",
-                       forbidden=block_info("shuffle_attention").extra["forbidden_ops"])
+                       forbidden=block_info("shuffle_attention").forbidden_ops)

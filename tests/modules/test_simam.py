@@ -94,4 +94,4 @@ def test_export_with_dynamic_hw_matches_at_other_sizes(tmp_path):
                        [(3, 16, 9, 13), (1, 16, 24, 20)],  # H*W-1 must follow the runtime size
                        make_input=lambda shape: torch.randn(shape) * 3,
                        exporter="torchscript", opset=13, filename="simam.onnx",
-                       forbidden=block_info("simam").extra["forbidden_ops"])
+                       forbidden=block_info("simam").forbidden_ops)

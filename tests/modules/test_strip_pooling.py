@@ -18,6 +18,7 @@ from attn_export.modules.strip_pooling import (
     bin_matrix,
 )
 from attn_export.modules.swap import to_deploy
+from tests.conftest import exhaustive
 from tests.onnx_checks import export_and_compare
 from tests.weights import assert_matches_float64, randomize
 
@@ -94,7 +95,7 @@ GEOMETRIES = [(9, 13), (7, 7), (20, 12), (24, 36), (32, 32), (60, 60)]
 
 
 @pytest.mark.parametrize("hw", GEOMETRIES, ids=lambda s: "x".join(map(str, s)))
-@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("batch", exhaustive([3, 1]))
 def test_deploy_equals_reference(hw, batch):
     ref, dep = _pair(hw)
     x = torch.randn(batch, 16, *hw)
@@ -191,7 +192,7 @@ def test_export_with_dynamic_batch(tmp_path, exporter, opset, hw):
     _, dep = _pair(hw)
     ops = export_and_compare(dep, tmp_path, (2, 16, *hw), [(batch, 16, *hw) for batch in (1, 3)],
                              exporter=exporter, opset=opset, dynamic="batch", filename="sp.onnx",
-                             forbidden=block_info("strip_pooling").extra["forbidden_ops"])
+                             forbidden=block_info("strip_pooling").forbidden_ops)
     assert ("AveragePool" in ops) == (hw == (60, 60))
 
 
@@ -261,4 +262,4 @@ def test_sp_block_checkpoint_infers_channels_and_refuses_other_widths():
 def test_sp_block_exports_opset13_dynamic_hw_without_pools_or_expand(tmp_path):
     dep = randomize(SPBlock(16), std=0.3, bn=TRAINED_BN)
     export_and_compare(dep, tmp_path, (1, 16, 8, 8), [(3, 16, 9, 13), (1, 16, 17, 5)], opset=13,
-                       forbidden=block_info("sp_block").extra["forbidden_ops"])
+                       forbidden=block_info("sp_block").forbidden_ops)

@@ -10,10 +10,11 @@ from attn_export.errors import BlockConfigError, CheckpointError
 from attn_export.modules.checkpoints import convert_state_dict, load_pretrained
 from attn_export.modules.registry import block_info
 from attn_export.modules.triplet import TripletAttention, TripletAttentionReference
+from tests.conftest import exhaustive
 from tests.onnx_checks import export_and_compare
 from tests.weights import assert_matches_float64, randomize_norms_and_biases
 
-SHAPES = [(1, 7, 9), (3, 13, 5), (3, 8, 8)]
+SHAPES = [(3, 13, 5), (1, 7, 9), (3, 8, 8)]
 
 
 # --- landskape-ai/triplet-attention, written from its published definitions: the root
@@ -94,8 +95,8 @@ class ModelsTripletAttention(nn.Module):
 
 @pytest.mark.parametrize("kwargs", [{}, {"no_spatial": True}, {"kernel_size": 3}],
                          ids=["default", "no_spatial", "k3"])
-@pytest.mark.parametrize("channels", [16, 48])
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("channels", exhaustive([16, 48]))
+@pytest.mark.parametrize("shape", exhaustive(SHAPES), ids=lambda s: "x".join(map(str, s)))
 def test_deploy_equals_reference(channels, shape, kwargs):
     ref = randomize_norms_and_biases(TripletAttentionReference(channels, **kwargs)).eval()
     dep = TripletAttention(channels, **kwargs).eval()
@@ -164,10 +165,11 @@ def test_nan_free_on_flat_maps(fill):
     assert_matches_float64(block, torch.full((2, 16, 7, 9), fill))
 
 
-@pytest.mark.parametrize("exporter,opset", [("torchscript", 17), ("dynamo", 18)])
+@pytest.mark.parametrize("exporter,opset",
+                         exhaustive([("torchscript", 17), ("dynamo", 18)], unpack=True))
 def test_onnx_dynamic_hw_matches_torch_at_other_sizes(tmp_path, exporter, opset):
     block = randomize_norms_and_biases(TripletAttention(16)).eval()
     # The hc kernel's transpose is a constant the exporter folds: no Transpose node remains.
     export_and_compare(block, tmp_path, (2, 16, 16, 16), [(3, 16, 9, 13), (1, 16, 24, 20)],
                        exporter=exporter, opset=opset, filename="triplet.onnx",
-                       forbidden=block_info("triplet").extra["forbidden_ops"])
+                       forbidden=block_info("triplet").forbidden_ops)

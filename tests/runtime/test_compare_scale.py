@@ -84,9 +84,9 @@ def _verdict(outputs, golden, precision, gain=0.0):
 def test_gain_fails_and_honest_graphs_pass(tmp_path, block):
     import warnings
 
-    from attn_export.export.fp16_from_onnx import Fp16RoundingRunner
     from attn_export.export.pipeline import ExportRequest, export_block
     from attn_export.export.precision import precision_onnx_from_export
+    from attn_export.runtime.fp16_rounding import Fp16RoundingRunner
     from attn_export.runtime.golden import load_golden
     from attn_export.runtime.onnxruntime_runner import OnnxRuntimeRunner
 

@@ -11,11 +11,11 @@ import pytest
 
 from attn_export.errors import MissingDependencyError, ModelFileError, ValidationError
 from attn_export.runtime.base import TensorSpec
-from attn_export.runtime.tensorrt_runner import (
+from attn_export.runtime.cuda_memory import cuda_backend
+from attn_export.runtime.tensorrt_runner import TensorRTRunner
+from attn_export.runtime.trt_engine import (
     EngineTensor,
-    TensorRTRunner,
     check_profile_shapes,
-    cuda_backend,
     input_specs,
     numpy_dtype,
 )

@@ -16,27 +16,19 @@ from onnx import TensorProto, helper
 
 from attn_export.errors import ModelFileError
 from attn_export.export.engine_from_onnx import BuildOptions, build_engine
-from attn_export.runtime import tensorrt_runner
-from attn_export.runtime.tensorrt_runner import (
-    CUDA_PYTHON_HINT,
-    TRT_INSTALL_HINT,
-    TensorRTRunner,
-    installed_trt_version,
-    make_logger,
-)
+from attn_export.runtime import cuda_memory, trt_env
+from attn_export.runtime.tensorrt_runner import TensorRTRunner
+from attn_export.runtime.trt_env import CUDA_PYTHON_HINT, TRT_INSTALL_HINT, installed_trt_version
+from attn_export.runtime.trt_logger import LogCapture
 from tests import fake_tensorrt
+from tests.relu_onnx import relu_onnx as shared_relu_onnx
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def relu_onnx(path: Path, batch="N") -> Path:
-    graph = helper.make_graph(
-        [helper.make_node("Relu", ["input"], ["output"])], "g",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 4, 8, 8])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [batch, 4, 8, 8])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    onnx.save(model, str(path))
+    """The shared Relu graph, with the report.json the runner reads its input shape from."""
+    path = shared_relu_onnx(path, (batch, 4, 8, 8))
     (path.parent / "report.json").write_text(json.dumps({"input_shape": [1, 4, 8, 8]}))
     return path
 
@@ -65,11 +57,12 @@ def test_runs_on_its_own_stream(monkeypatch, engine):
     with TensorRTRunner(engine) as runner:
         np.testing.assert_array_equal(runner.infer({"input": x})["output"], np.maximum(x, 0))
         assert runner._context.streams == [7]  # the backend's stream, never 0
-        assert fake_tensorrt.MEMORY.keys().isdisjoint(runner._cuda._owned)  # released
+        cuda = runner._cuda
+    assert cuda.closed and not cuda.live  # every device buffer freed at close
 
 
 def test_the_default_stream_is_refused(monkeypatch, engine):
-    monkeypatch.setattr(tensorrt_runner, "cuda_backend",
+    monkeypatch.setattr(cuda_memory, "cuda_backend",
                         lambda prefer="auto": fake_tensorrt.FakeCuda(stream=0))
     with TensorRTRunner(engine) as runner, pytest.raises(ModelFileError, match="default stream"):
         runner.infer({"input": np.ones((1, 4, 8, 8), np.float32)})
@@ -81,7 +74,7 @@ def test_a_refused_tensor_address_is_an_error(monkeypatch, engine):
         def pointer(buffer):
             return 0  # not an allocation: set_tensor_address returns False
 
-    monkeypatch.setattr(tensorrt_runner, "cuda_backend", lambda prefer="auto": BadPointer())
+    monkeypatch.setattr(cuda_memory, "cuda_backend", lambda prefer="auto": BadPointer())
     with TensorRTRunner(engine) as runner:
         with pytest.raises(ModelFileError, match="refused the device address of tensor 'input'"):
             runner.infer({"input": np.ones((1, 4, 8, 8), np.float32)})
@@ -104,13 +97,12 @@ def test_data_dependent_output_shapes_are_refused(monkeypatch, tmp_path, version
         assert runner._context.streams == []
 
 
-def test_the_logger_keeps_only_the_newest_messages():
-    trt = fake_tensorrt.fake_tensorrt("11.4.0.106")
-    logger = make_logger(trt, capacity=3)
+def test_a_capture_keeps_only_the_newest_messages():
+    capture = LogCapture(capacity=3)
     for i in range(1000):
-        logger.log(trt.ILogger.Severity.ERROR, f"e{i}")
-    logger.log(trt.ILogger.Severity.INFO, "below the threshold")
-    assert logger.errors() == ["e997", "e998", "e999"] and len(logger.messages) == 3
+        capture.messages.append(("ERROR", f"e{i}"))
+    capture.messages.append(("INFO", "not an error"))
+    assert capture.errors() == ["e998", "e999"] and len(capture.messages) == 3
 
 
 # --------------------------------------------------------------------------------------------------
@@ -127,7 +119,7 @@ def _package(root: Path, name: str, body: str) -> None:
 @pytest.fixture
 def no_trt(monkeypatch, tmp_path):
     """sys.path with a fresh folder first and no TensorRT module imported yet."""
-    for name in tensorrt_runner.TRT_MODULES:
+    for name in trt_env.TRT_MODULES:
         monkeypatch.setitem(sys.modules, name, None)  # undone by deleting what the test imports
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -151,9 +143,9 @@ def test_version_of_a_lean_only_install(no_trt):
 
 
 def test_no_tensorrt_plans_for_jetpack_6(no_trt, monkeypatch):
-    from attn_export.cli import _installed_trt
+    from attn_export.commands.engine_build import installed_trt as _installed_trt
 
-    for name in tensorrt_runner.TRT_MODULES:
+    for name in trt_env.TRT_MODULES:
         monkeypatch.setitem(sys.modules, name, None)  # import raises ImportError
     assert installed_trt_version() is None and _installed_trt() == "10.3"
 
@@ -203,4 +195,4 @@ def test_torch_backend_makes_a_stream_of_its_own(monkeypatch):
     monkeypatch.setattr(torch.cuda, "Stream", lambda: made.append("stream") or "own-stream")
     monkeypatch.setattr(torch.cuda, "current_stream",
                         lambda: pytest.fail("the default stream was taken"))
-    assert tensorrt_runner.TorchCuda().stream == "own-stream" and made == ["stream"]
+    assert cuda_memory.TorchCuda().stream == "own-stream" and made == ["stream"]

@@ -10,8 +10,10 @@ from click.testing import CliRunner
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from attn_export.atomic import sha256_file
 from attn_export.cli import main
-from attn_export.export.sidecar import EngineSidecar, sha256_file, write_sidecar
+from attn_export.export.trt_build.sidecar import write_sidecar
+from attn_export.runtime.sidecar import EngineSidecar
 from attn_export.serve.config import BatchOptions, ConfigError, ModelSpec, engine_max_batch
 from attn_export.serve.config_checks import config_problems
 from attn_export.serve.repository import engine_spec, plan_model, scan_repository, source_from_export
@@ -137,17 +139,18 @@ def test_inconsistent_engine_and_max_batch_are_refused_with_the_reason(tmp_path)
 def test_engine_rule_details():
     import numpy as np
 
-    from attn_export.serve.model_io import ModelIO, TensorIO
+    from attn_export.runtime.base import TensorSpec
+    from attn_export.serve.model_io import ModelIO
 
     f32 = np.dtype("float32")
-    io = ModelIO((TensorIO("a", f32, (None, 3)), TensorIO("b", f32, (None, 2))),
-                 (TensorIO("y", np.dtype("float32"), (None, 3)),))
+    io = ModelIO((TensorSpec("a", f32, (None, 3)), TensorSpec("b", f32, (None, 2))),
+                 (TensorSpec("y", np.dtype("float32"), (None, 3)),))
     profiles = [{"name": "a", "min": [1, 3], "opt": [4, 3], "max": [16, 3]},
                 {"name": "b", "min": [1, 2], "opt": [4, 2], "max": [6, 2]}]
     assert engine_max_batch(ModelSpec("m", "tensorrt_plan", io, profiles)) == 6
     with pytest.raises(ConfigError, match="invalid profile"):
         engine_max_batch(ModelSpec("m", "tensorrt_plan", io, profiles), [1])
-    static = ModelIO((TensorIO("a", np.dtype("float32"), (1, 3)),), io.outputs)
+    static = ModelIO((TensorSpec("a", np.dtype("float32"), (1, 3)),), io.outputs)
     assert engine_max_batch(ModelSpec("m", "tensorrt_plan", static, profiles)) == 0
 
 
