@@ -71,8 +71,10 @@ accuracy: $(STAMP)
 int8-gate-plans: $(STAMP)
 	$(BIN)/python tools/int8_gate_plans.py
 
-## docker-test: build docker/Dockerfile.jetson and docker/Dockerfile with buildah (installed with
-## apt-get when missing) from a local Debian base, then export, validate, doctor (and serve) inside them
+## docker-test: build docker/Dockerfile.jetson (JetPack 7.2 and 6) and docker/Dockerfile with buildah
+## (installed with apt-get when missing) from local Debian bases, then run each like docker run (own
+## PID/mount/network namespaces, non-root uid, host-owned volume): export, doctor, validate, the
+## TensorRT verbs' imports, serve answering tritonclient from outside, SIGTERM during load
 docker-test: $(STAMP)
 	PYTHON=$(BIN)/python tools/docker_test.sh
 

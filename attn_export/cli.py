@@ -49,6 +49,9 @@ def main() -> None:
 
     Run `attn-export BLOCK [options]` to export one block, e.g. `attn-export cbam --opset 17`.
     """
+    from attn_export.termination import install_sigterm_handler
+
+    install_sigterm_handler()  # docker stop: SIGTERM ends a command like Ctrl-C, also as PID 1
 
 
 for _command in (export_command, list_command, validate_command, build_command, lint_command,

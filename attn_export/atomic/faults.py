@@ -8,6 +8,8 @@ import signal
 FAULT_ENV = "ATTN_EXPORT_FAULT_AT"
 """Test hook: when this environment variable names a fault point (see :func:`fault_point`), the
 process sends itself a real SIGINT there, so tests can interrupt every stage deterministically."""
+FAULT_SIGNAL_ENV = "ATTN_EXPORT_FAULT_SIGNAL"
+"""Test hook: the signal :func:`fault_point` sends, ``TERM`` for SIGTERM (default ``INT``)."""
 
 
 def fault_point(name: str) -> None:
@@ -17,4 +19,4 @@ def fault_point(name: str) -> None:
     the user sees after a Ctrl-C at this point is exactly what the test sees.
     """
     if os.environ.get(FAULT_ENV) == name:
-        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), getattr(signal, "SIG" + os.environ.get(FAULT_SIGNAL_ENV, "INT")))

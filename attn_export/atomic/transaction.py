@@ -20,6 +20,7 @@ from attn_export.atomic.errors import OutputError, output_error
 from attn_export.atomic.faults import fault_point
 from attn_export.atomic.files import file_mode, write_text_atomic
 from attn_export.atomic.lock import folder_lock
+from attn_export.termination import redeliver
 
 STAGING_PREFIX = ".attn-export-staging-"
 JOURNAL_NAME = "COMMIT.json"
@@ -194,7 +195,7 @@ def _signals_deferred() -> Iterator[None]:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         for sig in dict.fromkeys(pending):
-            signal.raise_signal(sig)
+            redeliver(sig, previous[sig])  # not raise_signal: PID 1 drops a default SIGTERM
 
 
 def staging_folders(folder: str | Path) -> list[Path]:

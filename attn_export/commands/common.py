@@ -15,6 +15,8 @@ import sys
 import click
 
 from attn_export.errors import AttnExportError
+from attn_export.termination import EXIT_STATUS as TERMINATED_STATUS
+from attn_export.termination import Terminated
 
 OPSET_HELP = "ONNX opset, 11..21 (TensorRT 8.5 parses up to 17, 10.x up to 20)."
 
@@ -43,6 +45,11 @@ def handle_errors(func):
             return func(*args, **kwargs)
         except AttnExportError as exc:
             fail(str(exc))
+        except Terminated:
+            click.echo("error: terminated (SIGTERM); files being written were discarded, the "
+                       "output folder holds what it held before (or the complete new set, if the "
+                       "signal came after it landed)", err=True)
+            sys.exit(TERMINATED_STATUS)
         except KeyboardInterrupt:
             fail("interrupted; files being written were discarded, the output folder holds what "
                  "it held before (or the complete new set, if the interrupt came after it landed)")

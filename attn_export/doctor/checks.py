@@ -92,10 +92,11 @@ def check_onnxruntime() -> list[Check]:
     return rows
 
 
-def check_tensorrt() -> Check:
+def check_tensorrt(driver_version: str | None = None) -> Check:
     """TensorRT's bindings, judged against the L4T release when this is a Jetson."""
-    fix = ("x86: pip install tensorrt; Jetson: use JetPack's TensorRT (python3-libnvinfer, "
-           "system python3; image base nvcr.io/nvidia/l4t-tensorrt)")
+    from attn_export.doctor import extras
+
+    fix = extras.install_advice(*extras.needed_major(driver_version)[::2])
     trt, error = _import("tensorrt")
     if trt is None:
         return Check("tensorrt", "TensorRT", MISSING, error or "not installed", fix)
@@ -124,9 +125,12 @@ def check_l4t() -> Check:
     return Check("l4t", "L4T (Jetson)", OK, f"r{release.version} ({jetpack})")
 
 
-def check_cuda() -> list[Check]:
-    """Driver version, runtime version, every GPU with its compute capability."""
-    driver = cuda.probe_driver()
+def check_cuda(driver: cuda.CudaDriver | None = None) -> list[Check]:
+    """Driver version, runtime version, every GPU with its compute capability, the TensorRT extra
+    this machine needs and whether the installed CUDA majors agree with it."""
+    from attn_export.doctor import extras
+
+    driver = driver or cuda.probe_driver()
     fix = ("Jetson: docker run --runtime nvidia; x86: install the NVIDIA driver and run with "
            "--gpus all")
     if driver.version is None:
@@ -143,13 +147,17 @@ def check_cuda() -> list[Check]:
     rows.append(Check("cuda_runtime", "CUDA runtime", OK if runtime else INFO,
                       f"libcudart {runtime}" if runtime else "no libcudart found"))
     rows.append(check_cuda_python(driver.version))
+    rows.append(extras.check_tensorrt_extra(driver.version))
     return rows
 
 
 def check_cuda_python(driver_version: str | None) -> Check:
     """cuda-python gives TensorRT device memory without torch; its major must fit the driver."""
+    from attn_export.doctor import extras
+
     version = _dist_version("cuda-python") or _dist_version("cuda-bindings")
-    fix = "pip install 'cuda-python==12.*' (match the CUDA major of the driver)"
+    major_needed, _where, jetson = extras.needed_major(driver_version)
+    fix = extras.install_advice(major_needed, jetson)
     if version is None:
         return Check("cuda_python", "cuda-python", MISSING, "not installed", fix)
     major = int(version.split(".")[0])
@@ -208,8 +216,9 @@ def run_checks() -> list[Check]:
     """Every row, in the order the table shows them."""
     rows = [check_python(), check_numpy(), check_module("onnx", "onnx", "onnx", "pip install onnx")]
     rows += check_onnxruntime()
-    rows += [check_l4t(), check_tensorrt()]
-    rows += check_cuda()
+    driver = cuda.probe_driver()
+    rows += [check_l4t(), check_tensorrt(driver.version)]
+    rows += check_cuda(driver)
     rows += check_torch()
     rows += check_simplifiers()
     rows.append(check_serve_stack())

@@ -17,14 +17,19 @@ from pathlib import Path
 TEGRA_RELEASE_ENV = "ATTN_EXPORT_TEGRA_RELEASE"
 DEFAULT_TEGRA_RELEASE = "/etc/nv_tegra_release"
 
-# (L4T major, minor) -> (JetPack, TensorRT major.minor): r35.4, r36.2-36.5 as sourced in
-# research/jetson-docker-models.md A1.1; r35.1/35.2/35.3/35.5/35.6 from NVIDIA's JetPack archive
-# (5.0.2 shipped TensorRT 8.4, every 5.1.x 8.5). Releases not listed carry no expectation.
+# (L4T major, minor) -> (JetPack, TensorRT major.minor, CUDA major.minor): r35.4, r36.2-36.5 as
+# sourced in research/jetson-docker-models.md A1.1; r35.1/35.2/35.3/35.5/35.6 from NVIDIA's JetPack
+# archive (5.0.2 shipped TensorRT 8.4, every 5.1.x 8.5); r38.2/38.4 (JetPack 7.0/7.1, Thor only)
+# and r39.2 (JetPack 7.2, Orin and Thor) from NVIDIA's JetPack 7 archive pages and the OE4T
+# meta-tegra release notes (research/jetson-2026.md). Releases not listed carry no expectation.
 L4T_TENSORRT = {
-    (35, 1): ("5.0.2", "8.4"), (35, 2): ("5.1", "8.5"), (35, 3): ("5.1.1", "8.5"),
-    (35, 4): ("5.1.2", "8.5"), (35, 5): ("5.1.3", "8.5"), (35, 6): ("5.1.4", "8.5"),
-    (36, 2): ("6.0 DP", "8.6"), (36, 3): ("6.0", "8.6"), (36, 4): ("6.1/6.2", "10.3"),
-    (36, 5): ("6.2.1", "10.3"),
+    (35, 1): ("5.0.2", "8.4", "11.4"), (35, 2): ("5.1", "8.5", "11.4"),
+    (35, 3): ("5.1.1", "8.5", "11.4"), (35, 4): ("5.1.2", "8.5", "11.4"),
+    (35, 5): ("5.1.3", "8.5", "11.4"), (35, 6): ("5.1.4", "8.5", "11.4"),
+    (36, 2): ("6.0 DP", "8.6", "12.2"), (36, 3): ("6.0", "8.6", "12.2"),
+    (36, 4): ("6.1/6.2", "10.3", "12.6"), (36, 5): ("6.2.1", "10.3", "12.6"),
+    (38, 2): ("7.0", "10.13", "13.0"), (38, 4): ("7.1", "10.13", "13.0"),
+    (39, 2): ("7.2", "10.16", "13.2"),
 }
 
 _RELEASE_RE = re.compile(r"#\s*R(\d+)\s*\(release\),\s*REVISION:\s*(\d+)(?:\.(\d+))?")
@@ -52,6 +57,12 @@ class L4TRelease:
         """TensorRT ``major.minor`` JetPack ships for this release, or None if not known."""
         entry = L4T_TENSORRT.get((self.major, self.minor))
         return entry[1] if entry else None
+
+    @property
+    def cuda(self) -> str | None:
+        """CUDA ``major.minor`` JetPack ships for this release, or None if not known."""
+        entry = L4T_TENSORRT.get((self.major, self.minor))
+        return entry[2] if entry else None
 
 
 def tegra_release_path() -> Path:

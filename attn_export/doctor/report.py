@@ -15,7 +15,7 @@ from attn_export.doctor.checks import OK, WARN, Check
 ROLES: dict[str, tuple[tuple[str, ...], ...]] = {
     "export": (("python",), ("numpy",), ("onnx",), ("onnxruntime",), ("torch",), ("onnxslim",)),
     "build": (("python",), ("numpy",), ("onnx",), ("tensorrt",), ("cuda_driver",), ("gpu",),
-              ("cuda_python", "torch_cuda")),
+              ("cuda_python", "torch_cuda"), ("tensorrt_extra",)),
     "serve": (("python",), ("numpy",), ("onnxruntime",), ("serve_stack",)),
 }
 """role -> what it needs: export (torch -> ONNX), build (TensorRT engines), serve (HTTP/gRPC)."""

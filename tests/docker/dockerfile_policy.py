@@ -15,15 +15,25 @@ from dockerfile_parse import DockerfileParser
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
 
-# Default bases a recipe may name: JetPack 6's TensorRT runtime (or the full JetPack image), and
-# Python 3.11 on Debian for x86 (TensorRT bases are chosen with --build-arg BASE).
+# Default bases a recipe may name: JetPack 7.2's ubuntu:24.04 (plus the Jetson apt repository) and
+# JetPack 6's TensorRT runtime (or the full JetPack image); Python 3.11 on Debian for x86
+# (TensorRT bases are chosen with --build-arg BASE).
 ALLOWED_BASES = {
-    "Dockerfile.jetson": {"nvcr.io/nvidia/l4t-tensorrt:r10.3.0-runtime",
+    "Dockerfile.jetson": {"ubuntu:24.04", "nvcr.io/nvidia/l4t-tensorrt:r10.3.0-runtime",
                           "nvcr.io/nvidia/l4t-jetpack:r36.4.0"},
     "Dockerfile": {"python:3.11-slim-bookworm", "nvcr.io/nvidia/tensorrt:24.08-py3"},
 }
+JETPACKS = {"7": "ubuntu:24.04", "6": "nvcr.io/nvidia/l4t-tensorrt:r10.3.0-runtime"}
+"""--build-arg JETPACK=N -> the base the Jetson recipe's python stage builds on."""
+ENTRYPOINT = '["tini", "--", "attn-export"]'
+CMD = '["serve", "/models", "--host", "0.0.0.0"]'
+IMAGE_ENV = {"HOME": "/data", "ATTN_EXPORT_CACHE": "/data/.cache/attn-export",
+             "ATTN_EXPORT_HOST": "0.0.0.0", "ATTN_EXPORT_HTTP_PORT": "8000"}
+"""What every image sets: all state under /data (a --user uid gets HOME=/ otherwise), the server
+reachable through a published port, its port in one variable the HEALTHCHECK reads too."""
+
 PIP_OPTIONS_WITH_VALUE = {"--index-url", "--extra-index-url", "--find-links", "-r", "--requirement"}
-PIP_FLAGS = {"--no-deps", '"$@"'}
+PIP_FLAGS = {"--no-deps", "--ignore-installed", '"$@"'}
 
 
 def parse(text: str, build_args: dict | None = None) -> DockerfileParser:
@@ -67,20 +77,40 @@ def pip_violations(df: DockerfileParser) -> list[str]:
         if not wheel_only and (leftovers or not requirements):
             bad.append(f"pip install {args!r}: install from a docker/requirements-*.txt file")
         for req in requirements:
-            if not re.fullmatch(r"/tmp/requirements/requirements-[\w-]+\.txt", req):
+            if not re.fullmatch(r"/tmp/requirements/requirements-[\w${}-]+\.txt", req.strip('"')):
                 bad.append(f"pip install -r {req}: not a copied docker/requirements-*.txt")
     return bad
 
 
 def base_violations(df: DockerfileParser, recipe: str) -> list[str]:
-    """The first FROM is an allowed, explicitly tagged base; later stages build on earlier ones."""
-    parents = df.parent_images
-    bad = [] if parents and parents[0] in ALLOWED_BASES[recipe] else [
-        f"default base {parents[:1]} is not one of {sorted(ALLOWED_BASES[recipe])}"]
-    stages = {m[1] for v in instructions(df, "FROM") if (m := re.search(r"\bAS\s+(\S+)", v, re.I))}
-    bad += [f"stage base {p!r} is neither the ARG BASE image nor an earlier stage"
-            for p in parents[1:] if p not in stages]
+    """Every FROM is an allowed, explicitly tagged base or an earlier stage."""
+    bad, stages = [], set()
+    for value, parent in zip(instructions(df, "FROM"), df.parent_images, strict=True):
+        if parent not in stages and parent not in ALLOWED_BASES[recipe]:
+            bad.append(f"base {parent!r} is neither an allowed base ({sorted(ALLOWED_BASES[recipe])})"
+                       " nor an earlier stage")
+        if match := re.search(r"\bAS\s+(\S+)", value, re.I):
+            stages.add(match[1])
     return bad
+
+
+def python_stage_base(df: DockerfileParser) -> str:
+    """The image the ``python`` stage ends up on, following stage names (``base-${JETPACK}``)."""
+    stage_parent = {}
+    for value, parent in zip(instructions(df, "FROM"), df.parent_images, strict=True):
+        if match := re.search(r"\bAS\s+(\S+)", value, re.I):
+            stage_parent[match[1]] = parent
+    base = stage_parent["python"]
+    while base in stage_parent:
+        base = stage_parent[base]
+    return base
+
+
+def expand(text: str, args: dict[str, str]) -> str:
+    """``${NAME}`` / ``$NAME`` of the given build args replaced (dockerfile-parse leaves them)."""
+    for name, value in args.items():
+        text = text.replace("${" + name + "}", value).replace("$" + name, value)
+    return text
 
 
 def jetson_violations(df: DockerfileParser, requirements: list[str]) -> list[str]:
@@ -94,21 +124,34 @@ def jetson_violations(df: DockerfileParser, requirements: list[str]) -> list[str
             bad.append(f"RUN imports tensorrt at build time: {run[:60]!r}")
         if re.search(r"pip3?\s+install[^&;]*\b(torch|tensorrt)\b", run):
             bad.append(f"RUN pip-installs torch or tensorrt: {run[:60]!r}")
+    return bad
+
+
+def jetpack6_numpy_violations(requirements: list[str]) -> list[str]:
+    """JetPack 6's onnxruntime-gpu wheels are built against numpy 1.x."""
     numpy = [r for r in requirements if r.lower().startswith("numpy")]
     if not numpy or not re.fullmatch(r"numpy==1\.\d+\.\d+", numpy[0]):
-        bad.append(f"numpy must be pinned below 2 (numpy==1.x.y), found {numpy}")
-    return bad
+        return [f"numpy must be pinned below 2 (numpy==1.x.y), found {numpy}"]
+    return []
 
 
 def runtime_violations(df: DockerfileParser) -> list[str]:
     """The serving contract, a non-root user, and no CA bundle or PIP_CERT baked into the image."""
     bad = []
-    if instructions(df, "ENTRYPOINT") != ['["attn-export"]']:
-        bad.append("ENTRYPOINT must be [\"attn-export\"]")
-    if instructions(df, "CMD") != ['["serve", "/models"]']:
-        bad.append("CMD must be [\"serve\", \"/models\"]")
-    if not any("http://127.0.0.1:8000/v2/health/ready" in h for h in instructions(df, "HEALTHCHECK")):
-        bad.append("HEALTHCHECK must poll http://127.0.0.1:8000/v2/health/ready")
+    if instructions(df, "ENTRYPOINT") != [ENTRYPOINT]:
+        bad.append(f"ENTRYPOINT must be {ENTRYPOINT} (an init as PID 1)")
+    if instructions(df, "CMD") != [CMD]:
+        bad.append(f"CMD must be {CMD}")
+    checks = instructions(df, "HEALTHCHECK")
+    if not checks or not all("/v2/health/ready" in h and "ATTN_EXPORT_HTTP_PORT" in h
+                             and ":8000/" not in h for h in checks):
+        bad.append("HEALTHCHECK must poll /v2/health/ready on the port ATTN_EXPORT_HTTP_PORT names")
+    env = {}
+    for value in instructions(df, "ENV"):
+        env.update(dict(re.findall(r"(\w+)=(\S+)", value)))
+    wrong = {k: env.get(k) for k, v in IMAGE_ENV.items() if env.get(k) != v}
+    if wrong:
+        bad.append(f"ENV must set {IMAGE_ENV}; differs at {wrong}")
     if instructions(df, "EXPOSE") != ["8000 8001 8002"]:
         bad.append("EXPOSE must be 8000 8001 8002")
     users = instructions(df, "USER")
@@ -126,6 +169,6 @@ def requirement_lines(path: Path) -> list[str]:
     return [ln.split("#")[0].strip() for ln in path.read_text().splitlines() if ln.split("#")[0].strip()]
 
 
-def copied_requirements(df: DockerfileParser) -> list[Path]:
-    return [ROOT / src for copy in instructions(df, "COPY") for src in copy.split()[:-1]
-            if src.startswith("docker/requirements")]
+def copied_requirements(df: DockerfileParser, args: dict[str, str] | None = None) -> list[Path]:
+    return [ROOT / expand(src, args or {}) for copy in instructions(df, "COPY")
+            for src in copy.split()[:-1] if src.startswith("docker/requirements")]

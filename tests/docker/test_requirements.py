@@ -1,8 +1,9 @@
 """Each image's requirements file resolves, from PyPI, for the platform and Python the image runs.
 
 ``pip install --dry-run --only-binary=:all: --platform ... --python-version ...`` proves every pin has
-a wheel there (the Jetson file for aarch64 / cp310, JetPack 6's system Python) without a device or a
-daemon. It reads the package index, so it skips, saying so, where the index cannot be reached.
+a wheel there (the Jetson files for aarch64 / cp312 and cp310, JetPack 7.2's and 6's system
+Python) without a device or a daemon. It reads the package index, so it skips, saying so, where
+the index cannot be reached.
 ``--isolated`` keeps this machine's pip config (local wheel folders, mirrors) out of the answer;
 the one exception is x86's CPU torch, whose own index (download.pytorch.org) is out of reach here:
 PIP_FIND_LINKS, where set, supplies it, as the x86 image's wheelhouse does.
@@ -54,10 +55,27 @@ def would_install(result) -> set[str]:
     return set(line.split()[2:])
 
 
-def test_jetson_requirements_resolve_for_aarch64_cp310(tmp_path):
-    found = would_install(resolve(ROOT / "docker/requirements-jetson.txt", "aarch64", "3.10", tmp_path))
-    assert {"numpy-1.26.4", "onnx-1.23.2", "onnxruntime-1.23.2"} <= found
+@pytest.mark.parametrize("jetpack, python, arch, numpy, cuda_python", [
+    ("jp7", "3.12", "aarch64", "numpy-2.3.5", "cuda-python-13.2.0"),   # JetPack 7.2 (Ubuntu 24.04)
+    ("jp6", "3.10", "aarch64", "numpy-1.26.4", "cuda-python-12.6.2.post1"),  # JetPack 6 (22.04)
+    ("jp7", "3.13", "x86_64", "numpy-2.3.5", "cuda-python-13.2.0"),    # its stand-in: Debian trixie
+    ("jp6", "3.11", "x86_64", "numpy-1.26.4", "cuda-python-12.6.2.post1"),  # stand-in: bookworm
+], ids=["jp7-aarch64-cp312", "jp6-aarch64-cp310", "jp7-standin-cp313", "jp6-standin-cp311"])
+def test_jetson_requirements_resolve_for_their_platform(tmp_path, jetpack, python, arch, numpy,
+                                                        cuda_python):
+    """Each JetPack's file for its device (aarch64, the JetPack's system Python), and for the x86
+    stand-in `make docker-test` builds the same recipe on (the nearest Python Debian has)."""
+    found = would_install(resolve(ROOT / f"docker/requirements-jetson-{jetpack}.txt", arch, python,
+                                  tmp_path))
+    assert {numpy, cuda_python} <= found, sorted(found)
     assert not any(p.startswith(("torch-", "tensorrt")) for p in found)
+
+
+def test_each_jetson_cuda_python_is_its_jetpacks_cuda_major():
+    """cuda-python gives TensorRT device memory: JetPack 6 is CUDA 12.6, JetPack 7.2 CUDA 13.2."""
+    for jetpack, pin in (("jp6", "cuda-python==12.6."), ("jp7", "cuda-python==13.2.")):
+        lines = (ROOT / f"docker/requirements-jetson-{jetpack}.txt").read_text().splitlines()
+        assert any(ln.startswith(pin) for ln in lines), (jetpack, pin)
 
 
 def test_x86_requirements_resolve_for_cp311_with_the_cpu_torch(tmp_path):
@@ -97,7 +115,8 @@ def test_every_image_carries_the_serve_extra():
     extra = tomllib.loads((root / "pyproject.toml").read_text())["project"][
         "optional-dependencies"]["serve"]
     wanted = {re.split(r"[\[<>=!~ ]", spec, maxsplit=1)[0].lower().replace("_", "-") for spec in extra}
-    for name in ("requirements-jetson.txt", "requirements-x86.txt"):
+    for name in ("requirements-jetson-jp7.txt", "requirements-jetson-jp6.txt",
+                 "requirements-x86.txt"):
         pinned = {re.split(r"[\[=]", line, maxsplit=1)[0].strip().lower().replace("_", "-")
                   for line in (root / "docker" / name).read_text().splitlines()
                   if line.strip() and not line.startswith("#")}

@@ -77,7 +77,8 @@ def test_serve_needs_onnxruntime_and_its_server_stack():
 def test_build_is_not_ready_without_tensorrt_or_a_gpu():
     code, out = doctor("--for", "build")
     assert code == 1
-    assert "fix: x86: pip install tensorrt" in out and "--runtime nvidia" in out
+    assert "fix: pip install 'attn-export[tensorrt-cu12]' or '[tensorrt-cu13]'" in out
+    assert "--runtime nvidia" in out
 
 
 def test_onnxruntime_and_onnxruntime_gpu_side_by_side_are_flagged(tmp_path):

@@ -8,7 +8,8 @@ BASE = [Check("python", "Python", "ok", "3.10.12"), Check("numpy", "numpy", "ok"
         Check("onnx", "onnx", "ok", "1.23.2"), Check("onnxruntime", "onnxruntime", "ok", "1.23.2"),
         Check("serve_stack", "serve stack", "ok", "starlette 1.10.0")]
 GPU = [Check("tensorrt", "TensorRT", "ok", "10.3.0.30"), Check("cuda_driver", "CUDA driver", "ok", "12.6"),
-       Check("gpu", "GPU", "ok", "0: Orin (sm 8.7)")]
+       Check("gpu", "GPU", "ok", "0: Orin (sm 8.7)"),
+       Check("tensorrt_extra", "TensorRT extra", "ok", "L4T r36.4.3 -> cuda-python 12")]
 
 
 def test_build_needs_cuda_python_or_a_cuda_torch():
@@ -35,3 +36,12 @@ def test_a_mismatched_tensorrt_blocks_build_but_a_warning_does_not():
 def test_serve_does_not_need_torch_or_a_gpu():
     assert judge("serve", BASE).ready
     assert not judge("export", BASE).ready
+
+
+def test_cuda_majors_that_disagree_block_build():
+    rows = [*BASE, *GPU[:-1], Check("cuda_python", "cuda-python", "ok", "13.2.0"),
+            Check("tensorrt_extra", "TensorRT extra", "bad", "tensorrt-cu13 needs a CUDA 13 driver",
+                  "pip install 'attn-export[tensorrt-cu12]'")]
+    verdict = judge("build", rows)
+    assert [r.key for r in verdict.blocking] == ["tensorrt_extra"]
+    assert "fix: pip install 'attn-export[tensorrt-cu12]'" in format_table(rows, [verdict])
