@@ -17,7 +17,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "attn_export"
-FOUNDATION = {"attn_export", "attn_export.errors", "attn_export.atomic"}
+FOUNDATION = {"attn_export", "attn_export.errors", "attn_export.atomic", "attn_export.termination"}
 ALLOWED: dict[str, set[str]] = {
     "foundation": set(),
     "modules": set(),

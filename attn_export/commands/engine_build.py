@@ -10,7 +10,6 @@ from pathlib import Path
 import click
 
 from attn_export.commands.common import echo_warnings, fail
-from attn_export.runtime.trt_version import TrtVersion
 
 FALLBACK_TRT = "10.3"
 """The TensorRT planned for when none is installed: JetPack 6's."""
@@ -28,6 +27,7 @@ def build_and_validate(onnx_path, options, golden_path, target_trt, output=None)
     from attn_export.export.engine_from_onnx import build_engine
     from attn_export.runtime.golden import load_golden
     from attn_export.runtime.tensorrt_runner import TensorRTRunner
+    from attn_export.runtime.trt_version import TrtVersion
     from attn_export.runtime.validate import format_table, validate_runner
 
     with warnings.catch_warnings(record=True) as caught:

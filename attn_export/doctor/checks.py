@@ -12,26 +12,9 @@ import importlib
 import importlib.metadata
 import platform
 import sys
-from dataclasses import asdict, dataclass
 
 from attn_export.doctor import cuda, l4t
-
-OK, MISSING, WARN, BAD, INFO = "ok", "missing", "warn", "bad", "info"
-
-
-@dataclass(frozen=True)
-class Check:
-    """One row: ``key`` is what roles refer to; ``status`` is ok, missing, warn, bad or info;
-    ``fix`` says what to run when it is not ok."""
-
-    key: str
-    label: str
-    status: str
-    found: str
-    fix: str = ""
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from attn_export.doctor.check_row import BAD, INFO, MISSING, OK, WARN, Check  # noqa: F401
 
 
 def _import(name: str):

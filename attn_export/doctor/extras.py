@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib.metadata
 
 from attn_export.doctor import l4t
-from attn_export.doctor.checks import BAD, OK, WARN, Check
+from attn_export.doctor.check_row import BAD, OK, WARN, Check
 
 EXTRA_MAJORS = (12, 13)
 """The CUDA majors with a ``tensorrt-cuNN`` extra in pyproject.toml."""

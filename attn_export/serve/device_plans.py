@@ -119,7 +119,7 @@ def device_plan_problems(cfg, version_dir: Path, spec: ModelSpec | None) -> list
     capability it is listed under, and (for a ``tensorrt_plan`` model, given ``spec`` of the
     default plan) have the same inputs, outputs and profile range."""
     from attn_export.runtime.sidecar import read_sidecar
-    from attn_export.serve.repository import engine_spec
+    from attn_export.serve.engine_spec import engine_spec
 
     problems = []
     for cc, filename in sorted(cfg.cc_model_filenames.items()):

@@ -41,7 +41,8 @@ from attn_export.serve.device_plans import (
     device_plan_problems,
     plan_file_name,
 )
-from attn_export.serve.model_io import ModelIO, onnx_io, sidecar_io
+from attn_export.serve.engine_spec import engine_spec
+from attn_export.serve.model_io import ModelIO, onnx_io
 
 META_FILE = "attn-export.json"
 GOLDEN_FILE = "model.golden.npz"
@@ -101,17 +102,6 @@ def _other_engines(export_dir: Path, precision: str, canonical: Path | None) -> 
         if sidecar is not None and sidecar.precision == precision:
             found.append(path)
     return tuple(found)
-
-
-def engine_spec(name: str, engine: Path) -> ModelSpec:
-    from attn_export.runtime.sidecar import read_sidecar
-
-    sidecar = read_sidecar(engine)
-    if sidecar is None:
-        raise ConfigError(f"engine {engine} has no .engine.json sidecar: its optimization profiles "
-                          "are unknown, so max_batch_size cannot be checked; rebuild it with "
-                          "`attn-export build`")
-    return ModelSpec(name, "tensorrt_plan", sidecar_io(sidecar.io), list(sidecar.profiles))
 
 
 @dataclass(frozen=True)

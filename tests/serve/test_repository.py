@@ -16,7 +16,8 @@ from attn_export.export.trt_build.sidecar import write_sidecar
 from attn_export.runtime.sidecar import EngineSidecar
 from attn_export.serve.config import BatchOptions, ConfigError, ModelSpec, engine_max_batch
 from attn_export.serve.config_checks import config_problems
-from attn_export.serve.repository import engine_spec, plan_model, scan_repository, source_from_export
+from attn_export.serve.engine_spec import engine_spec
+from attn_export.serve.repository import plan_model, scan_repository, source_from_export
 from tests.serve.conftest import mixed_export
 
 
