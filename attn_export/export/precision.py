@@ -119,7 +119,7 @@ def write_int8_onnx(
     if calib_data is not None:
         feeds = finite_feeds(calibration_feeds_from_dir(calib_data, inputs), calib_data)
         held = []
-        if holdout:  # [verdicts hook] the golden file holds these samples as validation cases
+        if holdout:  # the golden file holds these samples as validation cases
             from attn_export.export.heldout import split_calibration
 
             feeds, held = split_calibration(feeds)
@@ -151,7 +151,7 @@ class PrecisionExport:
     kept_float: dict[str, str] = field(default_factory=dict)
     calibration: str = ""
     quantization: Int8Quantization | None = None
-    golden: object = None  # [verdicts hook] the golden file, with meta["floor"] recorded
+    golden: object = None  # the golden file, with meta["floor"] recorded
 
     @property
     def passed(self) -> bool:
@@ -204,7 +204,7 @@ def precision_onnx_from_export(
         runner = Fp16RoundingRunner(conv.path)
     else:
         shapes = {name: array.shape for name, array in golden.cases[0].inputs.items()}
-        from attn_export.export.heldout import natural_calibration_dir  # [verdicts hook]
+        from attn_export.export.heldout import natural_calibration_dir
 
         holdout = any(n.startswith("heldout") for n in golden.meta.get("input_kinds", {}))
         with natural_calibration_dir(golden, calib_data, seed) as (calib_data, natural):
@@ -218,7 +218,7 @@ def precision_onnx_from_export(
         runner = OnnxRuntimeRunner(quant.path, ["CPUExecutionProvider"])
     with runner:
         result.rows = validate_runner(runner, golden, precision)
-    result.golden = golden  # [verdicts hook] carries the INT8 floor to the artefact set
+    result.golden = golden  # carries the INT8 floor to the artefact set
     if result.quantization is not None:
         result.rows = [int8_row(row, result.quantization) for row in result.rows]
     return result

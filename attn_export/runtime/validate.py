@@ -25,7 +25,7 @@ class Row:
     backend: str
     case: str
     comparison: Comparison
-    verdict: Verdict | None = None  # [verdicts hook] see attn_export.runtime.floor
+    verdict: Verdict | None = None  # see attn_export.runtime.floor
 
     def to_dict(self) -> dict:
         return {"backend": self.backend, "case": self.case, **self.comparison.to_dict(),
@@ -77,7 +77,7 @@ def validate_runner(runner: Runner, golden: Golden, precision: str = "fp32") -> 
                             compare(actual, expected, precision, name, judge_gain)))
     if golden.meta.get("judged_as") == JUDGED_AS_NETWORK:  # written by `attn-export model`
         rows = judged_as_network(rows, golden, precision)
-    from attn_export.runtime.floor import judged_with_floor  # [verdicts hook]
+    from attn_export.runtime.floor import judged_with_floor
 
     return judged_with_floor(rows, golden, precision)
 
@@ -100,7 +100,7 @@ def format_table(rows: list[Row]) -> str:
          f"{r.comparison.mean_abs:.2e}", f"{r.comparison.cosine:.6f}",
          f"{r.comparison.rel_l2:.2e}",
          f"{r.comparison.gain:+.1e}" if r.comparison.gain_judged else "-",
-         _result(r), _factor(r))  # [verdicts hook] result and x floor columns
+         _result(r), _factor(r))  # result and x floor columns
         for r in rows
     ]
     widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
@@ -112,7 +112,7 @@ def format_table(rows: list[Row]) -> str:
         lines.append(f"tolerance: |actual - torch| <= {t.atol:g} + {t.rtol:g} * |torch| elementwise"
                      f", cosine >= {t.min_cosine:g}, rel l2 <= {t.max_rel_l2:g}, "
                      f"|gain| <= {t.max_gain:g}")
-    from attn_export.runtime.floor import verdict_lines  # [verdicts hook]
+    from attn_export.runtime.floor import verdict_lines
 
     return "\n".join([*lines, *verdict_lines(rows)])
 
