@@ -177,10 +177,13 @@ def test_version_of_the_real_bindings(no_trt):
 def test_tensorrt_and_cuda_python_are_pinned_by_cuda_major():
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
-    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
-        "optional-dependencies"]["tensorrt"]
-    # JetPack 6 is CUDA 12.6; cuda-python 13.x needs r580+; `tensorrt` now pulls tensorrt-cu13
-    assert extra == ["tensorrt-cu12>=10.0", "cuda-python>=12.0,<13"]
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    # JetPack 6 is CUDA 12.6; cuda-python 13.x needs r580+; plain `tensorrt` now pulls
+    # tensorrt-cu13, so each CUDA major has its extra, TensorRT and cuda-python of that major
+    assert extras["tensorrt-cu12"] == ["tensorrt-cu12>=10.0,<12", "cuda-python>=12.0,<13"]
+    assert extras["tensorrt-cu13"] == ["tensorrt-cu13>=10.13,<12", "cuda-python>=13.0,<14"]
+    assert extras["tensorrt"] == extras["tensorrt-cu12"]  # the old extra keeps its meaning
     assert "'cuda-python>=12,<13'" in CUDA_PYTHON_HINT and CUDA_PYTHON_HINT in TRT_INSTALL_HINT
     assert "`pip install tensorrt-cu12` for CUDA 12" in TRT_INSTALL_HINT
 
