@@ -8,8 +8,8 @@ floor (median over rounds of the per-round ratio), deploy/naive with its noise, 
 
 ``--write docs/speed.md`` replaces the page's section between its bench markers, headed by the
 conditions of the run (ONNX Runtime version, cores, threads, rounds, load average before and after,
-date). A run whose load average exceeds a quarter of the cores is labelled as measured under load:
-its absolute figures must not be quoted.
+date). A run that starts while the load average exceeds a quarter of the cores is labelled as
+measured under load: its absolute figures must not be quoted.
 
 With ``--profile`` a second table gives, from ONNX Runtime's profile of the deploy graph, the sum of
 kernel times over that of its Conv/MatMul/Gemm nodes: a profile sum, not an end-to-end figure.
@@ -100,7 +100,9 @@ def profile_table(blocks: list[str], threads: int) -> str:
 def conditions(args, load_before: tuple[float, ...], load_after: tuple[float, ...]) -> str:
     cores = os.cpu_count() or 1
     v = versions()
-    busy = max(load_before[0], load_after[0]) > BUSY * cores
+    # the run's own intra-op threads raise the load average during and after it (two threads on
+    # two cores read ~2), so only what was running when it began says whether the machine was busy
+    busy = load_before[0] > BUSY * cores
     head = (f"Measured {datetime.date.today().isoformat()} by `make bench` "
             f"(`python tools/bench_blocks.py --rounds {args.rounds} --threads {args.threads}`): "
             f"ONNX Runtime {v['onnxruntime']} CPU, {v['machine']}, {cores} cores, "
