@@ -28,6 +28,7 @@ from torch import nn
 
 from attn_export.errors import BlockConfigError
 from attn_export.modules.base import AttentionBlock
+from attn_export.modules.cbam import channel_mean
 
 _EPS = 1e-9  # the official eps of the second normalisation
 _LOG_EPS = math.log(_EPS)  # -20.72: representable in FP16, unlike 1e-9 itself
@@ -76,7 +77,7 @@ class ExternalAttentionReference(_Modules):
         return F.relu(x + idn)
 
 
-def _double_normalise(logits: torch.Tensor) -> torch.Tensor:
+def _double_normalise(logits: torch.Tensor, k: int) -> torch.Tensor:
     """``p / (1e-9 + p.sum(1))`` with ``p = softmax over H*W``, computed FP16-safely.
 
     With ``l = log_softmax(logits)`` over (2, 3) and ``M = max_k l``, the official expression equals
@@ -89,9 +90,12 @@ def _double_normalise(logits: torch.Tensor) -> torch.Tensor:
     """
     z = logits - logits.amax((2, 3), keepdim=True)
     log_p = z - torch.log(torch.exp(z).sum((2, 3), keepdim=True))  # log-softmax over H*W
+    # the sum over the k memories as CBAM's channel mean (a 1x1 conv, k times): ONNX Runtime CPU
+    # reduces over axis 1 slowly, and INT8 keeps such a mean conv float. The max stays a ReduceMax:
+    # CBAM's Split + Max tree would need opset 18's Split under dynamo.
     top = log_p.amax(1, keepdim=True)
     e = torch.exp(log_p - top)
-    return e / (e.sum(1, keepdim=True) + torch.exp(_LOG_EPS - top))
+    return e / (channel_mean(e, k) * k + torch.exp(_LOG_EPS - top))
 
 
 class ExternalAttention(_Modules):
@@ -104,7 +108,7 @@ class ExternalAttention(_Modules):
         idn = x
         x = self.conv1(x)
         # H11: the Conv1d memories act on (B, C, H*W); as 1x1 convs on the map they need no view.
-        attn = _double_normalise(F.conv2d(x, self.linear_0.weight.unsqueeze(-1)))
+        attn = _double_normalise(F.conv2d(x, self.linear_0.weight.unsqueeze(-1)), self.k)
         x = F.conv2d(attn, self.linear_1.weight.unsqueeze(-1))
         return F.relu(self.conv2(x) + idn)
 

@@ -142,7 +142,7 @@ def test_log_domain_normalisation_equals_the_official_one_in_fp32():
     logits = torch.randn(3, 8, 13, 5) * 6
     p = torch.softmax(logits.flatten(2), -1)
     expected = (p / (1e-9 + p.sum(1, keepdim=True))).reshape(logits.shape)
-    torch.testing.assert_close(_double_normalise(logits), expected, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(_double_normalise(logits, 8), expected, atol=1e-6, rtol=1e-5)
 
 
 @pytest.mark.parametrize("kwargs", [{"k": 0}, {"k": 2.5}, {"k": True}])
