@@ -16,6 +16,7 @@ import numpy as np
 from attn_export.errors import ExportError
 from attn_export.runtime.base import Feed
 from attn_export.runtime.fp16_rounding import elem_types
+from attn_export.runtime.onnx_file import default_opset
 
 KEEP_FP32_OPS: frozenset[str] = frozenset({
     # F1: sums over H*W grow with the map size and overflow FP16 (max 65504) on large maps.
@@ -82,7 +83,7 @@ def fp16_from_onnx(
     _refuse_subgraphs(graph)
     name_nodes(graph)
     _constants_to_initializers(graph)
-    opset = _default_opset(converted)
+    opset = default_opset(converted, 17)
     inferred = onnx.shape_inference.infer_shapes(converted)
     types = elem_types(inferred)
     kept = _static_keeps(graph, types, set(keep_fp32_ops), set(keep_fp32_nodes))
@@ -143,10 +144,6 @@ def _constants_to_initializers(graph) -> None:
         graph.initializer.append(tensor)
     del graph.node[:]
     graph.node.extend(keep)
-
-
-def _default_opset(model) -> int:
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
 
 
 def _static_keeps(graph, types: Mapping[str, int], ops: set[str], names: set[str]

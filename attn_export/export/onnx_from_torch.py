@@ -142,9 +142,10 @@ def _rename_shapes(module, shapes):
 def _read_opset(path: Path) -> tuple[int, object]:
     import onnx
 
+    from attn_export.runtime.onnx_file import default_opset
+
     model = onnx.load(str(path))
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), -1)
-    return opset, model
+    return default_opset(model, -1), model
 
 
 def onnx_from_torch(

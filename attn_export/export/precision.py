@@ -108,13 +108,13 @@ def write_int8_onnx(
     """
     from attn_export.export.check import load_onnx
     from attn_export.export.profiles import onnx_input_specs
+    from attn_export.runtime.onnx_file import default_opset
 
     model = load_onnx(onnx_path)
     if graph_kind(model) != "fp32":
         raise ValidationError(f"{onnx_path} is already a {graph_kind(model)} graph; quantize the "
                               "float32 BLOCK.onnx")
-    check_int8_opset(next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
-                          MIN_INT8_OPSET), onnx_path)
+    check_int8_opset(default_opset(model, MIN_INT8_OPSET), onnx_path)
     inputs = onnx_input_specs(model)
     if calib_data is not None:
         feeds = finite_feeds(calibration_feeds_from_dir(calib_data, inputs), calib_data)

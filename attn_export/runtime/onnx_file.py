@@ -50,3 +50,9 @@ def _check_external_data(path: Path) -> None:
             raise ModelFileError(
                 f"{path} keeps tensor {tensor.name!r} in the external data file {location!r}, "
                 f"which is not beside it in {path.parent}; copy it there with the model")
+
+
+def default_opset(model, missing=None):
+    """The opset of ONNX's default domain (``""`` or ``"ai.onnx"``) the model imports, else
+    ``missing``."""
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), missing)

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from attn_export.errors import ModelFileError
 from attn_export.export.lint.facts import graph_facts
-from attn_export.export.lint.graph_level import default_opset, graph_findings, precision_notes
+from attn_export.export.lint.graph_level import graph_findings, precision_notes
 from attn_export.export.lint.nodes import dtype_findings, ok_finding, operator_findings
 from attn_export.export.lint.patterns import pattern_findings
 from attn_export.export.lint.report import GRAPH, LEVELS, Finding, LintReport
@@ -43,6 +43,7 @@ from attn_export.export.lint.table import (
     resolve_trt_version,
     support_table,
 )
+from attn_export.runtime.onnx_file import default_opset
 
 if TYPE_CHECKING:
     import onnx

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from attn_export.export.lint.facts import DEFAULT_DOMAINS, GraphFacts
+from attn_export.export.lint.facts import GraphFacts
 from attn_export.export.lint.report import GRAPH, Finding
 from attn_export.runtime.trt_version import TrtVersion
-
-
-def default_opset(model) -> int | None:
-    return next((o.version for o in model.opset_import if o.domain in DEFAULT_DOMAINS), None)
 
 
 def graph_findings(model, g: GraphFacts, table: dict, opset: int | None) -> list[Finding]:
