@@ -130,7 +130,6 @@ def measure(limit: int | None = None, progress=print) -> list[Row]:
     rows = [row("PyTorch fp32", "the trained network", base, y_test, base)]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        np.save(folder / "calib.npy", calib)
         (folder / "calib").mkdir()
         np.save(folder / "calib" / "train.npy", calib)
         progress("exporting the deploy and reference graphs")

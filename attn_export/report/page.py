@@ -93,8 +93,7 @@ def graph_summary(view: ExportView) -> dict:
         from attn_export.modules.registry import BLOCKS
 
         info = BLOCKS.get(block)
-        names = tuple(getattr(info, "forbidden_ops", None) or
-                      (getattr(info, "extra", None) or {}).get("forbidden_ops", ())) if info else ()
+        names = info.forbidden_ops if info else ()
         forbidden = [{"op": op, "count": after.get(op, 0)} for op in names]
     return {"ops": [{"op": op, "before": before.get(op, 0), "after": after.get(op, 0)}
                     for op in ops],
