@@ -9,13 +9,10 @@ file elsewhere).
 
 from __future__ import annotations
 
-import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-TEGRA_RELEASE_ENV = "ATTN_EXPORT_TEGRA_RELEASE"
-DEFAULT_TEGRA_RELEASE = "/etc/nv_tegra_release"
+from attn_export.runtime.jetson import RELEASE_RE, tegra_release_path
 
 # (L4T major, minor) -> (JetPack, TensorRT major.minor, CUDA major.minor): r35.4, r36.2-36.5 as
 # sourced in research/jetson-docker-models.md A1.1; r35.1/35.2/35.3/35.5/35.6 from NVIDIA's JetPack
@@ -31,9 +28,6 @@ L4T_TENSORRT = {
     (38, 2): ("7.0", "10.13", "13.0"), (38, 4): ("7.1", "10.13", "13.0"),
     (39, 2): ("7.2", "10.16", "13.2"),
 }
-
-_RELEASE_RE = re.compile(r"#\s*R(\d+)\s*\(release\),\s*REVISION:\s*(\d+)(?:\.(\d+))?")
-
 
 @dataclass(frozen=True)
 class L4TRelease:
@@ -65,13 +59,9 @@ class L4TRelease:
         return entry[2] if entry else None
 
 
-def tegra_release_path() -> Path:
-    return Path(os.environ.get(TEGRA_RELEASE_ENV) or DEFAULT_TEGRA_RELEASE)
-
-
 def parse_tegra_release(text: str) -> L4TRelease | None:
     """``# R36 (release), REVISION: 4.3, GCID: ...`` -> L4TRelease(36, 4, 3); None if unreadable."""
-    match = _RELEASE_RE.search(text)
+    match = RELEASE_RE.search(text)
     if not match:
         return None
     return L4TRelease(int(match[1]), int(match[2]), int(match[3] or 0))

@@ -20,7 +20,8 @@ DEFAULT_TEGRA_RELEASE = "/etc/nv_tegra_release"
 JETPACK_SERIES = {35: "5", 36: "6", 38: "7.0/7.1", 39: "7.2"}
 """L4T major -> JetPack series (r38 was Thor only; r39.2 is JetPack 7.2 for Orin and Thor)."""
 
-_RELEASE_RE = re.compile(r"#\s*R(\d+)\s*\(release\),\s*REVISION:\s*(\d+)(?:\.(\d+))?")
+RELEASE_RE = re.compile(r"#\s*R(\d+)\s*\(release\),\s*REVISION:\s*(\d+)(?:\.(\d+))?")
+"""The release line of ``/etc/nv_tegra_release``: major, revision minor, optional patch."""
 
 
 def tegra_release_path() -> Path:
@@ -33,7 +34,7 @@ def l4t_release(path: Path | None = None) -> str:
         text = (path or tegra_release_path()).read_text(errors="replace")
     except OSError:
         return ""
-    match = _RELEASE_RE.search(text)
+    match = RELEASE_RE.search(text)
     return f"{match[1]}.{match[2]}.{match[3] or 0}" if match else ""
 
 
