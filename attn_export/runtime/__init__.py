@@ -1,7 +1,7 @@
-"""Backends and comparison. Imports numpy only; each backend imports its framework lazily, so this
-package runs alone on a Jetson with just onnxruntime or TensorRT."""
+"""Backends and comparison. Each backend imports its framework lazily, so this package runs alone
+on a Jetson with just onnxruntime or TensorRT.
 
-from attn_export.runtime.base import Runner, TensorSpec
-from attn_export.runtime.compare import TOLERANCES, Comparison, Tolerance, compare
-
-__all__ = ["TOLERANCES", "Comparison", "Runner", "TensorSpec", "Tolerance", "compare"]
+This file imports nothing: ``doctor`` imports ``runtime.jetson`` to read the L4T release and must
+still answer when numpy itself is missing, one of the things it is asked to diagnose. Import the
+modules themselves (``runtime.base``, ``runtime.compare``, ...).
+"""
