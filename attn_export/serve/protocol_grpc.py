@@ -134,8 +134,9 @@ class GrpcEndpoints:
                                      self.pb.ModelStatisticsResponse())
 
     async def ModelInfer(self, raw: bytes, context):
-        """Registered with no request deserializer: the message's size is reserved against the
-        memory bound before it is parsed (a parse copies every tensor)."""
+        """Registered with no request deserializer or response serializer: the message's size is
+        reserved against the memory bound before it is parsed (a parse copies every tensor), and
+        the answer is bytes from :func:`encode_infer_response`."""
         started = time.perf_counter()
         state = {"status": "200", "name": ""}
         try:
@@ -182,14 +183,41 @@ class GrpcEndpoints:
             reservation.add(output_cost(model, feed, dict.fromkeys(wanted, True)) * 3 // 2)
         outputs = await model.infer(feed)
         del feed
-        response = self.pb.ModelInferResponse(model_name=model.name, model_version=model.version,
-                                              id=request.id)
+        header = self.pb.ModelInferResponse(model_name=model.name, model_version=model.version,
+                                            id=request.id)
+        contents = []
         for name in wanted:
             value = np.ascontiguousarray(outputs[name])
-            response.outputs.add(name=name, datatype=protocol_dtype(value.dtype), shape=value.shape)
-            response.raw_output_contents.append(value.astype(value.dtype.newbyteorder("<"),
-                                                             copy=False).tobytes())
-        return response
+            header.outputs.add(name=name, datatype=protocol_dtype(value.dtype), shape=value.shape)
+            contents.append(value.astype(value.dtype.newbyteorder("<"), copy=False))
+        return encode_infer_response(header, contents)
+
+
+def encode_infer_response(header, contents: list[np.ndarray]) -> bytes:
+    """A serialized ``ModelInferResponse``: ``header`` (everything but the tensors) serialized by
+    protobuf, then each tensor appended as one ``raw_output_contents`` field by hand.
+
+    Why: protobuf's (upb, 6.33) ``SerializeToString`` of a message holding one 256 KiB bytes field
+    took 0.16-0.25 ms per request inside the server (p50, ``se`` at 1x64x32x32; 0.5 ms in a bare
+    loop), a fifth of the whole gRPC round trip, after ``tobytes`` had already copied the tensor
+    once; this is one copy in ~10 us. Protobuf's wire format allows it: a message's fields may
+    come in any order, and a repeated field's elements are read in the order they appear."""
+    field = header.DESCRIPTOR.fields_by_name["raw_output_contents"].number
+    tag = _varint(field << 3 | 2)  # wire type 2: length-delimited
+    parts = [header.SerializeToString()]
+    for value in contents:
+        parts += [tag, _varint(value.nbytes), value.reshape(-1).view(np.uint8)]
+    return b"".join(parts)
+
+
+def _varint(n: int) -> bytes:
+    """Protobuf's base-128 varint: seven bits a byte, low first, the high bit says "more"."""
+    out = bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
 
 
 GRPC_INPUT_COPIES = 4
@@ -226,9 +254,8 @@ def service_handler(servicer):
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, collected)
     methods = collected.methods or dict(collected.generic[0]._method_handlers)  # older generated code
     methods = {k.rsplit("/", 1)[-1]: v for k, v in methods.items()}
-    methods["ModelInfer"] = grpc.unary_unary_rpc_method_handler(
-        servicer.ModelInfer, request_deserializer=None,
-        response_serializer=servicer.pb.ModelInferResponse.SerializeToString)
+    methods["ModelInfer"] = grpc.unary_unary_rpc_method_handler(  # bytes in, bytes out
+        servicer.ModelInfer, request_deserializer=None, response_serializer=None)
     return grpc.method_handlers_generic_handler("inference.GRPCInferenceService", methods)
 
 
