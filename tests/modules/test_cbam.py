@@ -18,52 +18,10 @@ from attn_export.modules.checkpoints import (
 from attn_export.modules.factory import create_block
 from attn_export.modules.swap import to_deploy
 from tests.onnx_checks import export_and_compare
+from tests.seed_listings import cbam_block as SeedCBAM
 from tests.weights import randomize
 
 SHAPES = [(1, 7, 9), (3, 13, 5), (3, 16, 16), (1, 1, 1)]
-
-# --- the seed (attention-in-small-object-detection.md cbam_block) ---------------------------
-
-
-class SeedChannelAttention(nn.Module):
-    def __init__(self, in_planes, ratio=8):
-        super().__init__()
-        self.avg_pool = nn.AdaptiveAvgPool2d(1)
-        self.max_pool = nn.AdaptiveMaxPool2d(1)
-        self.fc1 = nn.Conv2d(in_planes, in_planes // ratio, 1, bias=False)
-        self.relu1 = nn.ReLU()
-        self.fc2 = nn.Conv2d(in_planes // ratio, in_planes, 1, bias=False)
-        self.sigmoid = nn.Sigmoid()
-
-    def forward(self, x):
-        avg_out = self.fc2(self.relu1(self.fc1(self.avg_pool(x))))
-        max_out = self.fc2(self.relu1(self.fc1(self.max_pool(x))))
-        return self.sigmoid(avg_out + max_out)
-
-
-class SeedSpatialAttention(nn.Module):
-    def __init__(self, kernel_size=7):
-        super().__init__()
-        padding = 3 if kernel_size == 7 else 1
-        self.conv1 = nn.Conv2d(2, 1, kernel_size, padding=padding, bias=False)
-        self.sigmoid = nn.Sigmoid()
-
-    def forward(self, x):
-        avg_out = torch.mean(x, dim=1, keepdim=True)
-        max_out, _ = torch.max(x, dim=1, keepdim=True)
-        return self.sigmoid(self.conv1(torch.cat([avg_out, max_out], dim=1)))
-
-
-class SeedCBAM(nn.Module):
-    def __init__(self, channel, ratio=8, kernel_size=7):
-        super().__init__()
-        self.channelattention = SeedChannelAttention(channel, ratio=ratio)
-        self.spatialattention = SeedSpatialAttention(kernel_size=kernel_size)
-
-    def forward(self, x):
-        x = x * self.channelattention(x)
-        return x * self.spatialattention(x)
-
 
 # --- official Jongchan/attention-module MODELS/cbam.py ----------------------------------------
 

@@ -2,64 +2,16 @@
 
 import pytest
 import torch
-from torch import nn
 
 from attn_export.errors import BlockConfigError, CheckpointError
 from attn_export.modules.checkpoints import load_pretrained
 from attn_export.modules.coordinate_attention import CoordAtt, CoordAttReference, h_swish
 from attn_export.modules.registry import block_info
 from tests.onnx_checks import export_and_compare
+from tests.seed_listings import CoordAtt as SeedCoordAtt
 from tests.weights import randomize
 
 SHAPES = [(1, 7, 9), (3, 13, 5), (3, 16, 16), (1, 1, 1)]
-
-
-class SeedHSigmoid(nn.Module):
-    def __init__(self, inplace=True):
-        super().__init__()
-        self.relu = nn.ReLU6(inplace=inplace)
-
-    def forward(self, x):
-        return self.relu(x + 3) / 6
-
-
-class SeedHSwish(nn.Module):
-    def __init__(self, inplace=True):
-        super().__init__()
-        self.sigmoid = SeedHSigmoid(inplace=inplace)
-
-    def forward(self, x):
-        return x * self.sigmoid(x)
-
-
-class SeedCoordAtt(nn.Module):
-    """Seed ``channel-spatial-attention.md`` CoordAtt (= houqb/CoordAttention ``coordatt.py``)."""
-
-    def __init__(self, inp, oup, reduction=32):
-        super().__init__()
-        self.pool_h = nn.AdaptiveAvgPool2d((None, 1))
-        self.pool_w = nn.AdaptiveAvgPool2d((1, None))
-        mip = max(8, inp // reduction)
-        self.conv1 = nn.Conv2d(inp, mip, kernel_size=1, stride=1, padding=0)
-        self.bn1 = nn.BatchNorm2d(mip)
-        self.act = SeedHSwish()
-        self.conv_h = nn.Conv2d(mip, oup, kernel_size=1, stride=1, padding=0)
-        self.conv_w = nn.Conv2d(mip, oup, kernel_size=1, stride=1, padding=0)
-
-    def forward(self, x):
-        identity = x
-        n, c, h, w = x.size()
-        x_h = self.pool_h(x)
-        x_w = self.pool_w(x).permute(0, 1, 3, 2)
-        y = torch.cat([x_h, x_w], dim=2)
-        y = self.conv1(y)
-        y = self.bn1(y)
-        y = self.act(y)
-        x_h, x_w = torch.split(y, [h, w], dim=2)
-        x_w = x_w.permute(0, 1, 3, 2)
-        a_h = self.conv_h(x_h).sigmoid()
-        a_w = self.conv_w(x_w).sigmoid()
-        return identity * a_w * a_h
 
 
 # randomize: trained-looking BN statistics (an identity BN would hide a per-strip mistake).

@@ -12,34 +12,11 @@ from attn_export.modules.eca import ECA, ECAReference, adaptive_kernel_size
 from attn_export.modules.factory import create_block
 from attn_export.modules.registry import block_info
 from tests.onnx_checks import compare_onnx, export_and_compare
+from tests.seed_listings import eca_block as SeedEcaBlock
+from tests.seed_listings import eca_layer as SeedEcaLayer
 from tests.weights import assert_matches_float64, randomize
 
 SHAPES = [(1, 7, 9), (3, 13, 5), (3, 16, 16), (1, 1, 1)]
-
-
-class SeedEcaLayer(nn.Module):
-    """Seed ``channel-attention.md`` eca_layer (= BangguWu/ECANet ``models/eca_module.py``)."""
-
-    def __init__(self, channel, k_size=3):
-        super().__init__()
-        self.avg_pool = nn.AdaptiveAvgPool2d(1)
-        self.conv = nn.Conv1d(1, 1, kernel_size=k_size, padding=(k_size - 1) // 2, bias=False)
-        self.sigmoid = nn.Sigmoid()
-
-    def forward(self, x):
-        y = self.avg_pool(x)
-        y = self.conv(y.squeeze(-1).transpose(-1, -2)).transpose(-1, -2).unsqueeze(-1)
-        y = self.sigmoid(y)
-        return x * y.expand_as(x)
-
-
-class SeedEcaBlock(SeedEcaLayer):
-    """Seed ``attention-in-small-object-detection.md`` eca_block: k chosen from the width."""
-
-    def __init__(self, channel, b=1, gamma=2):
-        kernel_size = int(abs((math.log(channel, 2) + b) / gamma))
-        kernel_size = kernel_size if kernel_size % 2 else kernel_size + 1
-        super().__init__(channel, kernel_size)
 
 
 class TimmEcaModule(nn.Module):

@@ -9,28 +9,11 @@ from attn_export.modules.checkpoints import guess_source, load_pretrained
 from attn_export.modules.registry import block_info
 from attn_export.modules.scse import SCSE, SCSEReference
 from tests.onnx_checks import export_and_compare
+from tests.seed_listings import SCSEModule
 from tests.weights import assert_matches_float64, randomize
 
 SHAPES = [(1, 7, 9), (3, 13, 5), (3, 16, 16), (1, 1, 1)]
 FUSIONS = ["add", "max"]
-
-
-class SCSEModule(nn.Module):
-    """The seed ``channel-spatial-attention.md`` SCSEModule (= segmentation_models.pytorch)."""
-
-    def __init__(self, in_channels, reduction=16):
-        super().__init__()
-        self.cSE = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1),
-            nn.Conv2d(in_channels, in_channels // reduction, 1),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(in_channels // reduction, in_channels, 1),
-            nn.Sigmoid(),
-        )
-        self.sSE = nn.Sequential(nn.Conv2d(in_channels, 1, 1), nn.Sigmoid())
-
-    def forward(self, x):
-        return x * self.cSE(x) + x * self.sSE(x)
 
 
 class AiMedChannelSE(nn.Module):

@@ -2,31 +2,14 @@
 
 import pytest
 import torch
-from torch import nn
 
 from attn_export.errors import BlockConfigError
 from attn_export.modules.registry import block_info
 from attn_export.modules.simam import SimAM, SimAMReference
 from tests.onnx_checks import export_and_compare
+from tests.seed_listings import simam_module as SeedSimAM
 
 SHAPES = [(1, 7, 9), (3, 13, 5), (3, 16, 16), (2, 1, 6)]
-
-
-class SeedSimAM(nn.Module):
-    """Seed ``channel-spatial-attention.md`` simam_module (= ZjjConan/SimAM)."""
-
-    def __init__(self, channels=None, e_lambda=1e-4):
-        super().__init__()
-        self.activaton = nn.Sigmoid()
-        self.e_lambda = e_lambda
-
-    def forward(self, x):
-        b, c, h, w = x.size()
-        n = w * h - 1
-        x_minus_mu_square = (x - x.mean(dim=[2, 3], keepdim=True)).pow(2)
-        y = x_minus_mu_square / (
-            4 * (x_minus_mu_square.sum(dim=[2, 3], keepdim=True) / n + self.e_lambda)) + 0.5
-        return x * self.activaton(y)
 
 
 @pytest.mark.parametrize("e_lambda", [1e-4, 0.1])

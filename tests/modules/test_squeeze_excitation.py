@@ -15,29 +15,10 @@ from attn_export.modules.checkpoints import (
 from attn_export.modules.factory import create_block
 from attn_export.modules.squeeze_excitation import SE, SEReference
 from attn_export.modules.swap import to_deploy
+from tests.seed_listings import SEAttention as SeedSEAttention
 from tests.weights import randomize
 
 SHAPES = [(1, 7, 9), (3, 13, 5), (3, 16, 16), (1, 1, 1)]
-
-
-class SeedSEAttention(nn.Module):
-    """The seed ``channel-attention.md`` SEAttention (= moskomule/senet.pytorch SELayer)."""
-
-    def __init__(self, channel=512, reduction=16):
-        super().__init__()
-        self.avg_pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Sequential(
-            nn.Linear(channel, channel // reduction, bias=False),
-            nn.ReLU(inplace=True),
-            nn.Linear(channel // reduction, channel, bias=False),
-            nn.Sigmoid(),
-        )
-
-    def forward(self, x):
-        b, c, _, _ = x.size()
-        y = self.avg_pool(x).view(b, c)
-        y = self.fc(y).view(b, c, 1, 1)
-        return x * y.expand_as(x)
 
 
 def make_divisible(v, divisor=8, min_value=None, round_limit=0.9):

@@ -2,34 +2,14 @@
 
 import pytest
 import torch
-from torch import nn
 
 from attn_export.errors import BlockConfigError
 from attn_export.modules.checkpoints import load_pretrained
 from attn_export.modules.srm import SRM, SRMReference
+from tests.seed_listings import SRMLayer
 from tests.weights import randomize
 
 SHAPES = [(1, 7, 9), (3, 13, 5), (3, 16, 16), (2, 1, 2)]
-
-
-class SRMLayer(nn.Module):
-    """The seed ``channel-attention.md`` SRMLayer (= EvgenyKashin/SRMnet), as published."""
-
-    def __init__(self, channel, reduction=None):
-        super().__init__()
-        self.cfc = nn.Conv1d(channel, channel, kernel_size=2, bias=False, groups=channel)
-        self.bn = nn.BatchNorm1d(channel)
-
-    def forward(self, x):
-        b, c, _, _ = x.size()
-        mean = x.view(b, c, -1).mean(-1).unsqueeze(-1)
-        std = x.view(b, c, -1).std(-1).unsqueeze(-1)
-        u = torch.cat((mean, std), -1)
-        z = self.cfc(u)
-        z = self.bn(z)
-        g = torch.sigmoid(z)
-        g = g.view(b, c, 1, 1)
-        return x * g.expand_as(x)
 
 
 # randomize()'s BatchNorm fill: trained-looking, as at init the BN is nearly the identity.

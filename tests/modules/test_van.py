@@ -12,27 +12,11 @@ from attn_export.modules.checkpoints import guess_source, load_pretrained
 from attn_export.modules.swap import to_deploy
 from attn_export.modules.van import LKA, LKAReference, VANAttention, VANAttentionReference
 from tests.onnx_checks import export_and_compare
+from tests.seed_listings import LKA as SeedLKA
 from tests.weights import assert_matches_float64, randomize
 
 SHAPES = [(1, 7, 9), (3, 13, 5), (3, 16, 16), (1, 1, 1)]
 PAIRS = {"lka": (LKAReference, LKA), "van": (VANAttentionReference, VANAttention)}
-
-
-class SeedLKA(nn.Module):
-    """The seed ``channel-spatial-attention.md`` LKA (= official VAN ``AttentionModule``)."""
-
-    def __init__(self, dim):
-        super().__init__()
-        self.conv0 = nn.Conv2d(dim, dim, 5, padding=2, groups=dim)
-        self.conv_spatial = nn.Conv2d(dim, dim, 7, stride=1, padding=9, groups=dim, dilation=3)
-        self.conv1 = nn.Conv2d(dim, dim, 1)
-
-    def forward(self, x):
-        u = x.clone()
-        attn = self.conv0(x)
-        attn = self.conv_spatial(attn)
-        attn = self.conv1(attn)
-        return u * attn
 
 
 class SeedAttention(nn.Module):

@@ -142,8 +142,8 @@ def mmcv_net() -> nn.Module:
 
 
 def pasted_net() -> nn.Module:
-    """Every pasted seed listing (``pasted_seeds.py``) in one network."""
-    from tests.recognise.pasted_seeds import SEEDS
+    """Every pasted seed listing (``tests/seed_listings.py``) in one network."""
+    from tests.seed_listings import SEEDS
 
     return Chain([build(WIDTH) for build, _block in SEEDS.values()])
 
@@ -153,7 +153,7 @@ class LookalikeCBAM(nn.Module):
 
     def __init__(self, channel: int, ratio: int = 8) -> None:
         super().__init__()
-        from tests.recognise.pasted_seeds import ChannelAttention, SpatialAttention
+        from tests.seed_listings import ChannelAttention, SpatialAttention
 
         self.channelattention = ChannelAttention(channel, ratio=ratio)
         self.spatialattention = SpatialAttention(7)
@@ -189,7 +189,7 @@ def mixed_net() -> nn.Module:
     from torchvision.ops.misc import SqueezeExcitation
     from ultralytics.nn.modules import CBAM
 
-    from tests.recognise.pasted_seeds import cbam_block, simam_module
+    from tests.seed_listings import cbam_block, simam_module
 
     c = WIDTH
     return Chain([EcaModule(c), SqueezeExcitation(c, 8, scale_activation=nn.Hardsigmoid), CBAM(c),

@@ -40,7 +40,7 @@ def test_a_map_naming_no_class_of_the_network_is_one_line(tmp_path):
 
 def test_a_mapped_class_is_converted_as_mapped():
     result = CliRunner().invoke(main, ["scan", f"{NETS}:pasted_net", "--input-shape",
-                                       "1x3x16x16", "--map", "pasted_seeds.cbam_block=cbam"])
+                                       "1x3x16x16", "--map", "seed_listings.cbam_block=cbam"])
     assert result.exit_code == 0, result.output
     rows = [line for line in result.output.splitlines() if line.split()[1:2] == ["cbam_block"]]
     assert len(rows) == 1 and rows[0].split()[2:5] == ["map", "cbam", rows[0].split()[4]]

@@ -12,7 +12,7 @@ from attn_export.cli import main
 from attn_export.modules.recognise.scan import decide, scan_network
 from attn_export.modules.swap import to_deploy
 from tests.recognise import nets
-from tests.recognise.pasted_seeds import SEEDS
+from tests.seed_listings import SEEDS
 
 NETS = Path(nets.__file__)
 

@@ -1,6 +1,8 @@
 """Block listings pasted from the seed notes (``shared/seeds/*.md``) as a user pastes them into
 a network: their own class names, their own forwards. Kept verbatim apart from imports and
-formatting, so structural recognition is tested on the code people copy.
+formatting, so structural recognition (``tests/recognise``) is tested on the code people copy,
+and the block tests (``tests/modules``) check our reference forms against the same listings:
+one transcription of each seed, not one per test package.
 """
 
 # ruff: noqa: E501, UP008, N801
